@@ -1,0 +1,1 @@
+"""The worker that wires core and adapters, and the command line."""

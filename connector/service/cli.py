@@ -1,0 +1,70 @@
+"""The ``b24-connector`` command line.
+
+Exit codes: 0 ok, 1 failure, 2 usage or configuration error (one line naming what to fix).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from connector import __version__
+from connector.errors import ConnectorError
+from connector.service.commands import db as db_commands
+from connector.service.commands import pending
+from connector.service.output import fail
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="b24-connector")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Keep a Bitrix24 portal's CRM and a local SQL database in agreement, both ways.
+
+    Settings come from B24_* environment variables, then a .env file.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _attach() -> None:
+    cli.add_command(db_commands.db)
+    try:
+        from connector.service.commands.auth import auth
+    except ImportError:  # until the portal client lands
+        auth = pending.auth_placeholder
+    cli.add_command(auth)
+    for command in (
+        pending.run,
+        pending.sync,
+        pending.backfill,
+        pending.conflicts,
+        pending.queue,
+        pending.status,
+        pending.emulator,
+        pending.demo,
+    ):
+        cli.add_command(command)
+
+
+_attach()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: run the CLI, map errors to exit codes."""
+    try:
+        cli.main(args=argv, prog_name="b24-connector", standalone_mode=False)
+    except click.exceptions.Abort:
+        fail("aborted")
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConnectorError as exc:
+        fail(exc.message)
+        sys.exit(exc.exit_code)
+    sys.exit(0)

@@ -1,0 +1,149 @@
+"""CLI verbs whose capability has not landed yet.
+
+Each verb is registered with its final name, options and help text, and exits 1 with
+``not implemented yet: <verb>`` until its feature lands (then it moves to its own module).
+"""
+
+from __future__ import annotations
+
+import click
+
+from connector.errors import NotImplementedYet
+
+_json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+@click.command()
+def run() -> None:
+    """Run the worker: listen on Push&Pull, drain the queue, push ERP changes, until SIGTERM."""
+    raise NotImplementedYet("run")
+
+
+@click.command()
+@click.option(
+    "--once",
+    is_flag=True,
+    required=True,
+    help="Drain the queue and the outbox until both are empty, then exit 0.",
+)
+def sync(once: bool) -> None:
+    """Sync once: drain the portal's offline queue and the ERP outbox, then exit."""
+    raise NotImplementedYet("sync --once")
+
+
+@click.command()
+@click.option(
+    "--entity",
+    "entity",
+    metavar="E",
+    default=None,
+    help="Only this entity (crm.company, crm.contact, crm.lead, crm.deal).",
+)
+def backfill(entity: str | None) -> None:
+    """Load every portal record into the ERP tables (resumable)."""
+    raise NotImplementedYet("backfill")
+
+
+@click.group()
+def conflicts() -> None:
+    """Inspect and resolve fields changed on both sides."""
+
+
+@conflicts.command("list")
+@_json
+def conflicts_list(as_json: bool) -> None:
+    """List open conflicts."""
+    raise NotImplementedYet("conflicts list")
+
+
+@conflicts.command("show")
+@click.argument("conflict_id", type=int)
+@_json
+def conflicts_show(conflict_id: int, as_json: bool) -> None:
+    """Show one conflict: base, portal and ERP value of every field."""
+    raise NotImplementedYet("conflicts show")
+
+
+@conflicts.command("resolve")
+@click.argument("conflict_id", type=int)
+@click.option(
+    "--keep", type=click.Choice(["portal", "erp"]), default=None, help="Keep this side's value."
+)
+@click.option("--field", "field", default=None, help="Resolve only this field.")
+@click.option(
+    "--value",
+    "values",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Write this value to both sides (repeatable).",
+)
+@click.option("--ignore", is_flag=True, help="Close the conflict without writing anything.")
+def conflicts_resolve(
+    conflict_id: int, keep: str | None, field: str | None, values: tuple[str, ...], ignore: bool
+) -> None:
+    """Resolve a conflict, write both sides, and release the portal's held events."""
+    raise NotImplementedYet("conflicts resolve")
+
+
+@click.group()
+def queue() -> None:
+    """Inspect the portal's offline event queue for this connector."""
+
+
+@queue.command("list")
+@_json
+def queue_list(as_json: bool) -> None:
+    """List queued records (event.offline.list), including locked and errored ones."""
+    raise NotImplementedYet("queue list")
+
+
+@click.command()
+@_json
+def status(as_json: bool) -> None:
+    """Show bindings, queue depth, journal, outbox, conflicts and token state."""
+    raise NotImplementedYet("status")
+
+
+@click.command()
+@click.option("--port", type=int, default=8024, show_default=True, help="Loopback port.")
+@click.option("--seed", type=int, default=None, help="Seed the CRM with demo records.")
+@click.option("--rate-limit", type=float, default=None, help="Leak rate, requests/s.")
+@click.option("--rate-burst", type=int, default=None, help="Bucket size, requests.")
+@click.option("--plan", default="pro", show_default=True, help="Plan profile.")
+@click.option("--tls", is_flag=True, help="Serve HTTPS with a throwaway test CA.")
+def emulator(
+    port: int,
+    seed: int | None,
+    rate_limit: float | None,
+    rate_burst: int | None,
+    plan: str,
+    tls: bool,
+) -> None:
+    """Serve the built-in Bitrix24 emulator on loopback."""
+    raise NotImplementedYet("emulator")
+
+
+@click.command()
+def demo() -> None:
+    """Run a demo sync: the built-in emulator plus a local SQLite database."""
+    raise NotImplementedYet("demo")
+
+
+@click.group("auth")
+def auth_placeholder() -> None:
+    """Store and inspect the portal's OAuth tokens."""
+
+
+@auth_placeholder.command("set")
+@click.option("--refresh-token", required=True, help="The refresh token of the installed app.")
+@click.option("--access-token", default=None, help="An access token issued with it.")
+def auth_set(refresh_token: str, access_token: str | None) -> None:
+    """Store the app's tokens for this portal."""
+    raise NotImplementedYet("auth set")
+
+
+@auth_placeholder.command("status")
+@_json
+def auth_status(as_json: bool) -> None:
+    """Show token age, expiry, portal and scopes (never the tokens)."""
+    raise NotImplementedYet("auth status")
