@@ -22,12 +22,26 @@ def _on_disk() -> set[str]:
         "connector." + ".".join(p.parent.relative_to(REPO).parts)
         for p in (REPO / "migrations").rglob("__init__.py")
     }
+    if (REPO / "mappings" / "__init__.py").exists():
+        found.add("connector.default_mappings")
     return found
 
 
 def test_every_package_folder_is_declared() -> None:
     """pyproject's explicit package list matches the package folders on disk."""
     assert _declared() == _on_disk()
+
+
+def test_shipped_mappings_are_importable_as_connector_default_mappings() -> None:
+    """Installed, the default mappings ship as package data beside the code."""
+    from connector.service.wiring import shipped_mappings_dir
+
+    assert {p.name for p in shipped_mappings_dir().glob("*.yaml")} == {
+        "company.yaml",
+        "contact.yaml",
+        "deal.yaml",
+        "lead.yaml",
+    }
 
 
 def test_migrations_are_importable_as_connector_migrations() -> None:

@@ -134,3 +134,42 @@ def test_usage_error_exits_2(tmp_path: Path) -> None:
     """An unknown verb or a missing required option is a usage error (2)."""
     assert run_cli("frobnicate", cwd=tmp_path).returncode == 2
     assert run_cli("sync", cwd=tmp_path).returncode == 2
+
+
+def test_broken_mapping_exits_2_naming_file_and_line(tmp_path: Path) -> None:
+    """db upgrade with a broken mapping file exits 2, one line with file:line: key."""
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    (folder / "company.yaml").write_text(
+        "entity: crm.company\ntable: erp_company\nfields:\n"
+        "  - {portal: TITLE, column: title, type: strng}\n",
+        encoding="utf-8",
+    )
+    result = run_cli("db", "upgrade", cwd=tmp_path, env={"B24_MAPPINGS_DIR": str(folder)})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {folder / 'company.yaml'}:4: fields[0].type: 'strng' is not one of string, "
+        "text, integer, decimal, boolean, date, datetime, enum"
+    ]
+
+
+def test_mapping_change_then_db_upgrade_adds_the_column(tmp_path: Path) -> None:
+    """The documented flow: edit a mapping, run db upgrade, the new column appears."""
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    mapping = folder / "company.yaml"
+    mapping.write_text(
+        "entity: crm.company\ntable: erp_company\nfields:\n"
+        "  - {portal: TITLE, column: title, type: string}\n",
+        encoding="utf-8",
+    )
+    env = {"B24_MAPPINGS_DIR": str(folder)}
+    assert run_cli("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+    mapping.write_text(
+        mapping.read_text(encoding="utf-8")
+        + "  - {portal: COMMENTS, column: comments, type: text}\n",
+        encoding="utf-8",
+    )
+    result = run_cli("db", "upgrade", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "added column erp_company.comments" in result.stdout

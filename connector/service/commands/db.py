@@ -1,36 +1,50 @@
-"""``b24-connector db …``: the connector's database schema."""
+"""``b24-connector db …``: the connector's tables and the ERP tables from the mappings."""
 
 from __future__ import annotations
 
 import click
-from sqlalchemy.exc import OperationalError
 
-from connector.adapters.store import migrate
 from connector.errors import StoreError
-from connector.service import wiring
 
 
 @click.group()
 def db() -> None:
-    """Create and migrate the connector's database (B24_DATABASE_URL)."""
+    """Create and migrate the database (B24_DATABASE_URL)."""
 
 
 @db.command()
-def upgrade() -> None:
-    """Bring the database schema to the newest revision (creates it when empty)."""
+@click.option("--dry-run", is_flag=True, help="Only say what the ERP-table step would change.")
+def upgrade(dry_run: bool) -> None:
+    """Migrate the sync_ tables to the newest revision, then create or extend the ERP tables
+    the mappings describe (new tables and columns only; nothing is dropped or retyped)."""
+    from sqlalchemy.exc import OperationalError  # heavy imports stay out of --help
+
+    from connector.adapters.store import migrate
+    from connector.adapters.store.erp_schema import sync_erp_schema
+    from connector.service import wiring
+
     cfg = wiring.settings()
+    mappings = wiring.mappings(cfg)  # a broken mapping stops before anything is touched
     engine = wiring.store_engine(cfg)
     try:
         before = migrate.current_revision(engine)
-        migrate.upgrade(engine)
+        if not dry_run:
+            migrate.upgrade(engine)
         after = migrate.current_revision(engine)
+        report = sync_erp_schema(engine, mappings, dry_run=dry_run)
     except OperationalError as exc:
         raise StoreError(
             f"cannot reach the database in B24_DATABASE_URL ({type(exc.orig).__name__})"
         ) from exc
     finally:
         engine.dispose()
-    if before == after:
-        click.echo(f"database already at revision {after}")
+    if dry_run:
+        click.echo(f"sync_ tables at revision {before or 'nothing'} (dry run: not migrated)")
+    elif before == after:
+        click.echo(f"sync_ tables already at revision {after}")
     else:
-        click.echo(f"database upgraded from {before or 'empty'} to {after}")
+        click.echo(f"sync_ tables upgraded from {before or 'empty'} to {after}")
+    lines = report.lines()
+    click.echo("ERP tables up to date with the mappings" if not lines else "ERP tables:")
+    for line in lines:
+        click.echo(f"  {line}")

@@ -1,0 +1,164 @@
+"""The token store on ``sync_token``: one row per portal, rotated single-flight.
+
+A refresh token works once. Two workers that both see an expired access token must not
+both spend it: the loser would get ``invalid_grant`` and, worse, might overwrite the
+winner's new pair. :meth:`TokenStore.rotate` therefore takes the row lock first —
+``SELECT … FOR UPDATE`` on PostgreSQL and MariaDB, ``BEGIN IMMEDIATE`` (the database
+write lock) on SQLite — and compares ``generation`` with the one the caller saw. Same
+generation: this worker spends the refresh token and writes the new pair in the same
+transaction. Higher generation: someone else already rotated; the caller gets that pair
+and spends nothing.
+
+The store is synchronous; async callers run it in a thread (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from connector.adapters.store.tables import sync_token
+from connector.core.oauth_tokens import TokenSet
+from connector.core.portal_answers import AUTH_SET_HINT
+from connector.errors import AuthRevokedError, StoreError
+
+__all__ = ["TokenStore"]
+
+log = logging.getLogger(__name__)
+
+Exchange = Callable[[TokenSet], TokenSet]
+"""Spends ``current.refresh_token`` at the OAuth server and returns the answer's pair."""
+
+
+class TokenStore:
+    """Tokens of one portal (``portal`` is the portal's host name, the row key)."""
+
+    def __init__(self, engine: Engine, portal: str) -> None:
+        self.engine = engine
+        self.portal = portal
+        self._sqlite = engine.dialect.name == "sqlite"
+
+    def load(self) -> TokenSet | None:
+        """The stored tokens, or ``None`` when ``auth set`` was never run."""
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    select(sync_token).where(sync_token.c.portal == self.portal)
+                ).first()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read tokens: {type(exc).__name__}") from exc
+        return None if row is None else _from_row(row._mapping)
+
+    def save(self, tokens: TokenSet) -> TokenSet:
+        """Store a new pair given by the operator (``auth set``); bumps the generation."""
+        try:
+            with self.engine.connect() as conn:
+                self._lock(conn)
+                current = self._locked_row(conn)
+                generation = 0 if current is None else current.generation + 1
+                stored = TokenSet(
+                    **{**_fields(tokens), "portal": self.portal, "generation": generation}
+                )
+                if current is None:
+                    conn.execute(insert(sync_token).values(**_values(stored)))
+                else:
+                    conn.execute(
+                        update(sync_token)
+                        .where(sync_token.c.portal == self.portal)
+                        .values(**_values(stored))
+                    )
+                conn.commit()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot store tokens: {type(exc).__name__}") from exc
+        return stored
+
+    def rotate(self, seen_generation: int, exchange: Exchange) -> TokenSet:
+        """Refresh once across all processes; return the pair everyone should now use.
+
+        ``exchange`` runs while the row is locked, and only when the stored generation is
+        still ``seen_generation``. If it raises, nothing is written and the lock is freed.
+        """
+        try:
+            with self.engine.connect() as conn:
+                self._lock(conn)
+                current = self._locked_row(conn)
+                if current is None:
+                    conn.rollback()
+                    raise AuthRevokedError(f"no tokens stored for {self.portal}; {AUTH_SET_HINT}")
+                if current.generation != seen_generation:
+                    conn.rollback()
+                    log.info("oauth.refresh_joined", extra={"oauth.generation": current.generation})
+                    return current
+                try:
+                    fresh = current.rotated(exchange(current))
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.execute(
+                    update(sync_token)
+                    .where(sync_token.c.portal == self.portal)
+                    .where(sync_token.c.generation == seen_generation)
+                    .values(**_values(fresh))
+                )
+                conn.commit()
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot store the rotated tokens ({type(exc).__name__}); if the refresh "
+                f"went through, the new pair is lost: {AUTH_SET_HINT}"
+            ) from exc
+        log.info("oauth.refreshed", extra={"oauth.generation": fresh.generation})
+        return fresh
+
+    def _lock(self, conn: Connection) -> None:
+        if self._sqlite:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def _locked_row(self, conn: Connection) -> TokenSet | None:
+        query = select(sync_token).where(sync_token.c.portal == self.portal)
+        if not self._sqlite:
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        return None if row is None else _from_row(row._mapping)
+
+
+def _fields(tokens: TokenSet) -> dict[str, Any]:
+    return {name: getattr(tokens, name) for name in TokenSet.__dataclass_fields__}
+
+
+def _values(tokens: TokenSet) -> dict[str, Any]:
+    values = _fields(tokens)
+    values["issued_at"] = _utc(tokens.issued_at) or datetime.now(UTC)
+    values["expires_at"] = _utc(tokens.expires_at)
+    return values
+
+
+def _from_row(row: Any) -> TokenSet:
+    return TokenSet(
+        portal=row["portal"],
+        refresh_token=row["refresh_token"],
+        access_token=row["access_token"],
+        issued_at=_aware(row["issued_at"]),
+        expires_at=_aware(row["expires_at"]),
+        member_id=row["member_id"],
+        client_endpoint=row["client_endpoint"],
+        server_endpoint=row["server_endpoint"],
+        scope=row["scope"],
+        application_token=row["application_token"],
+        generation=int(row["generation"] or 0),
+    )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """Databases without time zones (SQLite, MariaDB) give naive UTC back."""
+    return _utc(value)

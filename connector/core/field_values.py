@@ -1,0 +1,131 @@
+"""Converting one field's value between the portal's REST form and the ERP column's form.
+
+The portal sends most scalars as strings (``"12"``, ``"Y"``, ``"1500.00"``,
+``"2024-03-01T10:00:00+03:00"``); the ERP column holds typed values. Both directions are
+total over valid input and raise :class:`RecordError` naming entity, record and field
+when a value cannot be held — never a bare ``ValueError``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from connector.core.mapping_model import FieldMapping, FieldType
+from connector.errors import RecordError
+
+ErpValue = str | int | Decimal | bool | date | datetime | None
+
+_TRUE = {"Y", "1", "TRUE", "T"}
+_FALSE = {"N", "0", "FALSE", "F", ""}
+
+
+def _empty(raw: Any) -> bool:
+    return raw is None or raw == "" or raw == []
+
+
+def to_erp(fm: FieldMapping, raw: Any, *, entity: str, record_id: object) -> ErpValue:
+    """The portal's value of ``fm`` → the value for its ERP column."""
+
+    def bad(reason: str) -> RecordError:
+        return RecordError(reason, entity=entity, record_id=_rid(record_id), field=fm.portal)
+
+    if fm.type is FieldType.BOOLEAN:
+        if isinstance(raw, bool):
+            return raw
+        text = "" if raw is None else str(raw).strip().upper()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return None if raw is None else False
+        raise bad(f"{raw!r} is not a Y/N boolean")
+    if _empty(raw):
+        return None
+    if isinstance(raw, (dict, list)):
+        raise bad(f"expected a single value, got {type(raw).__name__}")
+    if fm.type in (FieldType.STRING, FieldType.TEXT):
+        text = str(raw)
+        if fm.length is not None and len(text) > fm.length:
+            raise bad(f"{len(text)} characters do not fit column {fm.column} ({fm.length})")
+        return text
+    if fm.type is FieldType.INTEGER:
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise bad(f"{raw!r} is not an integer") from None
+    if fm.type is FieldType.DECIMAL:
+        try:
+            number = Decimal(str(raw).strip())
+        except InvalidOperation:
+            raise bad(f"{raw!r} is not a number") from None
+        if not number.is_finite():
+            raise bad(f"{raw!r} is not a finite number")
+        quantized = number.quantize(Decimal(1).scaleb(-fm.scale))
+        digits = len(quantized.as_tuple().digits)
+        if digits > fm.precision:
+            raise bad(f"{raw} does not fit column {fm.column} (precision {fm.precision})")
+        return quantized
+    if fm.type is FieldType.DATE:
+        text = str(raw).strip()
+        try:
+            return date.fromisoformat(text[:10])
+        except ValueError:
+            raise bad(f"{raw!r} is not a date") from None
+    if fm.type is FieldType.DATETIME:
+        try:
+            moment = datetime.fromisoformat(str(raw).strip())
+        except ValueError:
+            raise bad(f"{raw!r} is not an ISO-8601 date-time") from None
+        if moment.tzinfo is None:
+            raise bad(f"{raw!r} has no UTC offset")
+        return moment.astimezone(UTC)
+    if fm.type is FieldType.ENUM:
+        table = fm.enum_to_erp()
+        key = str(raw)
+        if key not in table:
+            raise bad(f"{key!r} is not one of the mapped values {sorted(table)}")
+        return table[key]
+    raise bad(f"unsupported type {fm.type}")  # pragma: no cover - enum is exhaustive
+
+
+def to_portal(fm: FieldMapping, value: ErpValue, *, entity: str, record_id: object) -> str:
+    """An ERP column value → the string the portal accepts for ``fm``."""
+    if value is None:
+        return "N" if fm.type is FieldType.BOOLEAN else ""
+    if fm.type is FieldType.BOOLEAN:
+        return "Y" if value else "N"
+    if fm.type is FieldType.DATETIME and isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.isoformat(timespec="seconds")
+    if fm.type is FieldType.DATE and isinstance(value, date):
+        return value.isoformat()
+    if fm.type is FieldType.ENUM:
+        table = fm.enum_to_portal()
+        if str(value) not in table:
+            raise RecordError(
+                f"{value!r} is not one of the mapped values {sorted(table)}",
+                entity=entity,
+                record_id=_rid(record_id),
+                field=fm.portal,
+            )
+        return table[str(value)]
+    if fm.type is FieldType.DECIMAL:
+        return format(Decimal(str(value)), "f")
+    return str(value)
+
+
+def canonical(fm: FieldMapping, value: ErpValue) -> ErpValue:
+    """A form in which equal values compare equal (for the three-way merge)."""
+    if value is None or value == "":
+        return False if fm.type is FieldType.BOOLEAN else None
+    if fm.type is FieldType.DECIMAL:
+        return Decimal(str(value)).quantize(Decimal(1).scaleb(-fm.scale))
+    if fm.type is FieldType.DATETIME and isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).replace(microsecond=0)
+    return value
+
+
+def _rid(record_id: object) -> str | int | None:
+    return record_id if isinstance(record_id, (str, int)) or record_id is None else str(record_id)
