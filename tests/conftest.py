@@ -16,7 +16,7 @@ from tests.databases import ServerDatabase, selected_backends, server_database, 
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "db_url" in metafunc.fixturenames:
+    if {"db_url", "schema_db_url"} & set(metafunc.fixturenames):
         metafunc.parametrize("db_backend", selected_backends(), indirect=True)
 
 
@@ -34,7 +34,12 @@ def db_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def db_url(db_backend: str, tmp_path: Path, _server_databases: dict[str, ServerDatabase]) -> str:
+def db_url(
+    db_backend: str,
+    tmp_path: Path,
+    _server_databases: dict[str, ServerDatabase],
+    _prepared: dict[str, object],
+) -> str:
     """An empty database on ``db_backend``: a fresh SQLite file, or a wiped server database."""
     if db_backend == "sqlite":
         return f"sqlite:///{tmp_path / 'connector.db'}"
@@ -47,4 +52,82 @@ def db_url(db_backend: str, tmp_path: Path, _server_databases: dict[str, ServerD
             pytest.fail(f"CI is set and {db.error}", pytrace=False)
         pytest.skip(db.error)
     wipe(db.url)
+    _prepared.pop(db_backend, None)  # the schema_db_url schema is gone with the wipe
+    return db.url
+
+
+@pytest.fixture(scope="session")
+def _prepared() -> dict[str, object]:
+    """Backends whose server database holds the full schema (cleared between tests)."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "connector.db"
+    _build_schema(f"sqlite:///{path}")
+    return path
+
+
+def _build_schema(url: str) -> None:
+    from connector.adapters.mapping_files import load_mappings
+    from connector.adapters.store import migrate
+    from connector.adapters.store.database import make_engine
+    from connector.adapters.store.erp_schema import sync_erp_schema
+
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+        sync_erp_schema(engine, load_mappings(Path(__file__).resolve().parents[1] / "mappings"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def schema_db_url(
+    db_backend: str,
+    tmp_path: Path,
+    _server_databases: dict[str, ServerDatabase],
+    _prepared: dict[str, object],
+    _sqlite_template: Path,
+) -> str:
+    """A database at head with the shipped mappings' ERP tables and no rows, per backend.
+
+    Faster than ``db_url`` for tests that need the schema but do not test building it:
+    SQLite copies a template file; a server database keeps its tables and loses its rows.
+    """
+    import shutil
+
+    import sqlalchemy as sa
+
+    if db_backend == "sqlite":
+        target = tmp_path / "connector.db"
+        shutil.copyfile(_sqlite_template, target)
+        return f"sqlite:///{target}"
+    if db_backend not in _server_databases:
+        _server_databases[db_backend] = server_database(db_backend)
+    db = _server_databases[db_backend]
+    if db.url is None:
+        assert db.error is not None
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set and {db.error}", pytrace=False)
+        pytest.skip(db.error)
+    engine = sa.create_engine(db.url)
+    try:
+        if _prepared.get(db_backend) is None:
+            wipe(db.url)
+            _build_schema(db.url)
+            meta = sa.MetaData()
+            meta.reflect(engine)
+            _prepared[db_backend] = [
+                t for t in reversed(meta.sorted_tables) if t.name != "alembic_version"
+            ]
+        else:
+            tables = _prepared[db_backend]
+            assert isinstance(tables, list)
+            with engine.begin() as conn:
+                for table in tables:
+                    conn.execute(table.delete())
+    finally:
+        engine.dispose()
     return db.url

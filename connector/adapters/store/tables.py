@@ -83,6 +83,12 @@ sync_journal = Table(
     Column("state", String(16), nullable=False, comment="reserved | applied | cleared | failed"),
     Column("record_ids", JSON, nullable=False, comment="queue record ids held by this process"),
     Column("events", JSON, nullable=False, comment="the queue records as fetched"),
+    Column(
+        "flagged",
+        JSON,
+        nullable=True,
+        comment="MESSAGE_IDs to flag with event.offline.error once applied",
+    ),
     Column("worker", String(255), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),

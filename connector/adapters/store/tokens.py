@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,8 +62,8 @@ class TokenStore:
                 self._lock(conn)
                 current = self._locked_row(conn)
                 generation = 0 if current is None else current.generation + 1
-                stored = TokenSet(
-                    **{**_fields(tokens), "portal": self.portal, "generation": generation}
+                stored = _normalized(
+                    TokenSet(**{**_fields(tokens), "portal": self.portal, "generation": generation})
                 )
                 if current is None:
                     conn.execute(insert(sync_token).values(**_values(stored)))
@@ -95,7 +96,7 @@ class TokenStore:
                     log.info("oauth.refresh_joined", extra={"oauth.generation": current.generation})
                     return current
                 try:
-                    fresh = current.rotated(exchange(current))
+                    fresh = _normalized(current.rotated(exchange(current)))
                 except BaseException:
                     conn.rollback()
                     raise
@@ -130,11 +131,19 @@ def _fields(tokens: TokenSet) -> dict[str, Any]:
     return {name: getattr(tokens, name) for name in TokenSet.__dataclass_fields__}
 
 
+def _normalized(tokens: TokenSet) -> TokenSet:
+    """Times as every backend stores them: aware UTC, whole seconds; issued now if unset."""
+    issued = _utc(tokens.issued_at) or datetime.now(UTC)
+    expires = _utc(tokens.expires_at)
+    return replace(
+        tokens,
+        issued_at=issued.replace(microsecond=0),
+        expires_at=expires.replace(microsecond=0) if expires else None,
+    )
+
+
 def _values(tokens: TokenSet) -> dict[str, Any]:
-    values = _fields(tokens)
-    values["issued_at"] = _utc(tokens.issued_at) or datetime.now(UTC)
-    values["expires_at"] = _utc(tokens.expires_at)
-    return values
+    return _fields(tokens)
 
 
 def _from_row(row: Any) -> TokenSet:

@@ -1,0 +1,443 @@
+"""Apply a portal record's current state to the ERP tables, three-way, in a transaction.
+
+For each record the writer reads the ERP row (by ``b24_id``) and the merge base
+(``sync_link.base``), runs :func:`connector.core.merge.merge_record`, writes the fields that
+move to the ERP, replaces multi-field child rows by portal value ID, records conflicts in
+``sync_conflict`` and stores the new base. Re-applying the same portal state changes
+nothing (no row, no timestamp), so a re-delivered batch leaves the database identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Table
+
+from connector.adapters.store.erp_tables import (
+    MULTI_OWNER,
+    MULTI_TYPE,
+    MULTI_VALUE,
+    MULTI_VALUE_ID,
+    erp_metadata,
+)
+from connector.adapters.store.tables import sync_conflict, sync_link, sync_record_error
+from connector.core.field_values import canonical, to_erp, to_portal
+from connector.core.mapping_model import DeletePolicy, EntityMapping, MappingSet
+from connector.core.merge import FieldRule, MergeResult, merge_record
+from connector.errors import RecordError
+
+MultiValue = tuple[tuple[str, str], ...]
+
+
+@dataclass
+class ApplyOutcome:
+    """What happened to one record."""
+
+    entity: str
+    b24_id: int
+    action: str  # inserted | updated | unchanged | deleted | conflict | skipped
+    conflicts: list[str] = field(default_factory=list)
+    pending_push: dict[str, Any] = field(default_factory=dict)
+    conflict_id: int | None = None
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+class ErpWriter:
+    """Writes portal state into the ERP tables described by ``mappings``."""
+
+    def __init__(self, mappings: MappingSet) -> None:
+        self.mappings = mappings
+        self.metadata = erp_metadata(mappings)
+
+    def table(self, name: str) -> Table:
+        return self.metadata.tables[name]
+
+    # --- values ----------------------------------------------------------------------
+
+    @staticmethod
+    def _db_value(conn: Connection, value: Any) -> Any:
+        if isinstance(value, datetime) and conn.dialect.name != "postgresql":
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def _portal_side(
+        self, m: EntityMapping, b24_id: int, record: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        side: dict[str, Any] = {}
+        for fm in m.fields:
+            if fm.portal in record:
+                side[fm.portal] = canonical(
+                    fm, to_erp(fm, record[fm.portal], entity=m.entity, record_id=b24_id)
+                )
+        for mf in m.multifields:
+            if mf.portal in record:
+                side[mf.portal] = self._multi_from_portal(m, b24_id, mf.portal, record[mf.portal])
+        return side
+
+    @staticmethod
+    def _multi_from_portal(
+        m: EntityMapping, b24_id: int, code: str, raw: Any
+    ) -> dict[int, tuple[str, str]]:
+        if raw in (None, "", []):
+            return {}
+        items = raw.values() if isinstance(raw, Mapping) else raw
+        if not isinstance(items, (list, tuple)) and not isinstance(raw, Mapping):
+            raise RecordError(
+                f"expected a list of values, got {type(raw).__name__}",
+                entity=m.entity,
+                record_id=b24_id,
+                field=code,
+            )
+        out: dict[int, tuple[str, str]] = {}
+        for item in items:
+            if not isinstance(item, Mapping) or "VALUE" not in item:
+                raise RecordError(
+                    "multi-field value without VALUE", entity=m.entity, record_id=b24_id, field=code
+                )
+            try:
+                value_id = int(item.get("ID"))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise RecordError(
+                    "multi-field value without a numeric ID",
+                    entity=m.entity,
+                    record_id=b24_id,
+                    field=code,
+                ) from None
+            value = str(item["VALUE"])
+            if len(value) > 255:
+                raise RecordError(
+                    f"{len(value)} characters do not fit (255)",
+                    entity=m.entity,
+                    record_id=b24_id,
+                    field=code,
+                )
+            out[value_id] = (str(item.get("VALUE_TYPE") or ""), value)
+        return out
+
+    @staticmethod
+    def _multi_key(values: Mapping[int, tuple[str, str]]) -> MultiValue:
+        return tuple(sorted(values.values()))
+
+    # --- apply -----------------------------------------------------------------------
+
+    def apply(
+        self,
+        conn: Connection,
+        m: EntityMapping,
+        b24_id: int,
+        record: Mapping[str, Any] | None,
+        *,
+        message_id: str | None,
+        now: datetime,
+    ) -> ApplyOutcome:
+        """Apply the portal's state of one record (``None``: it is gone from the portal)."""
+        if record is None:
+            return self._apply_delete(conn, m, b24_id, now)
+        parent = self.table(m.table)
+        link = (
+            conn.execute(
+                sa.select(sync_link).where(
+                    sync_link.c.entity == m.entity, sync_link.c.b24_id == b24_id
+                )
+            )
+            .mappings()
+            .first()
+        )
+        row = (
+            conn.execute(sa.select(parent).where(parent.c[m.b24_id_column] == b24_id))
+            .mappings()
+            .first()
+        )
+        portal_side = self._portal_side(m, b24_id, record)
+        portal_multi = {k: v for k, v in portal_side.items() if isinstance(v, dict)}
+        portal_cmp = {
+            k: (self._multi_key(v) if isinstance(v, dict) else v) for k, v in portal_side.items()
+        }
+        rules = {fm.portal: FieldRule(fm.direction, fm.conflict) for fm in m.fields}
+        rules |= {mf.portal: FieldRule(mf.direction, mf.conflict) for mf in m.multifields}
+        erp_cmp: dict[str, Any] | None = None
+        if row is not None:
+            erp_cmp = {fm.portal: canonical(fm, row[fm.column]) for fm in m.fields}
+            for mf in m.multifields:
+                erp_cmp[mf.portal] = self._multi_key(self._read_multi(conn, mf.table, row[m.key]))
+        base = self._base(m, link["base"] if link else None)
+        result = merge_record(rules, base, portal_cmp, erp_cmp)
+        outcome = ApplyOutcome(m.entity, b24_id, "unchanged")
+        values = {
+            fm.column: self._db_value(conn, result.to_erp[fm.portal])
+            for fm in m.fields
+            if fm.portal in result.to_erp
+        }
+        revive = (
+            row is not None
+            and m.delete_policy is DeletePolicy.MARK
+            and row.get(m.deleted_column) is not None
+        )
+        if revive:
+            values[m.deleted_column] = None
+        if row is None:
+            key = conn.execute(
+                parent.insert().values(**{m.b24_id_column: b24_id}, **values)
+            ).inserted_primary_key
+            assert key is not None
+            erp_key = key[0]
+            outcome.action = "inserted"
+        else:
+            erp_key = row[m.key]
+            if values:
+                conn.execute(parent.update().where(parent.c[m.key] == erp_key).values(**values))
+                outcome.action = "updated"
+        for mf in m.multifields:
+            if mf.portal in result.to_erp and mf.portal in portal_multi:
+                self._write_multi(conn, mf.table, erp_key, portal_multi[mf.portal])
+                outcome.action = "inserted" if row is None else "updated"
+        outcome.pending_push = dict(result.to_portal)
+        new_base = self._new_base(m, base, result)
+        if result.has_conflict:
+            outcome.action = "conflict"
+            outcome.conflicts = sorted(result.conflicts)
+            outcome.conflict_id = self._record_conflict(
+                conn, m, b24_id, str(erp_key), result, message_id, now
+            )
+        self._write_link(conn, m, b24_id, str(erp_key), link, new_base, now)
+        return outcome
+
+    def _read_multi(self, conn: Connection, table: str, owner: Any) -> dict[int, tuple[str, str]]:
+        t = self.table(table)
+        rows = conn.execute(
+            sa.select(t.c[MULTI_VALUE_ID], t.c[MULTI_TYPE], t.c[MULTI_VALUE]).where(
+                t.c[MULTI_OWNER] == owner
+            )
+        ).all()
+        return {
+            int(r[0]) if r[0] is not None else -i: (r[1] or "", r[2])
+            for i, r in enumerate(rows, start=1)
+        }
+
+    def _write_multi(
+        self, conn: Connection, table: str, owner: Any, values: Mapping[int, tuple[str, str]]
+    ) -> None:
+        t = self.table(table)
+        existing = {
+            r[0]: r[1]
+            for r in conn.execute(
+                sa.select(t.c[MULTI_VALUE_ID], t.c.id).where(t.c[MULTI_OWNER] == owner)
+            ).all()
+        }
+        gone = [row_id for value_id, row_id in existing.items() if value_id not in values]
+        if gone:
+            conn.execute(t.delete().where(t.c.id.in_(gone)))
+        for value_id, (vtype, value) in values.items():
+            if value_id in existing:
+                conn.execute(
+                    t.update()
+                    .where(t.c.id == existing[value_id])
+                    .values(**{MULTI_TYPE: vtype, MULTI_VALUE: value})
+                )
+            else:
+                conn.execute(
+                    t.insert().values(
+                        **{
+                            MULTI_OWNER: owner,
+                            MULTI_VALUE_ID: value_id,
+                            MULTI_TYPE: vtype,
+                            MULTI_VALUE: value,
+                        }
+                    )
+                )
+
+    # --- base --------------------------------------------------------------------------
+
+    def _base(self, m: EntityMapping, stored: Any) -> dict[str, Any] | None:
+        if not isinstance(stored, Mapping):
+            return None
+        base: dict[str, Any] = {}
+        for fm in m.fields:
+            if fm.portal in stored:
+                base[fm.portal] = canonical(
+                    fm, to_erp(fm, stored[fm.portal], entity=m.entity, record_id=None)
+                )
+        for mf in m.multifields:
+            if mf.portal in stored:
+                base[mf.portal] = tuple(tuple(pair) for pair in stored[mf.portal])
+        return base
+
+    def _new_base(
+        self, m: EntityMapping, old: Mapping[str, Any] | None, result: MergeResult
+    ) -> dict[str, Any]:
+        merged: dict[str, Any] = dict(old or {})
+        for name, value in result.agreed.items():
+            if name not in result.to_portal:  # not agreed until the portal has it
+                merged[name] = value
+        out: dict[str, Any] = {}
+        for fm in m.fields:
+            if fm.portal in merged:
+                out[fm.portal] = to_portal(fm, merged[fm.portal], entity=m.entity, record_id=None)
+        for mf in m.multifields:
+            if mf.portal in merged:
+                out[mf.portal] = _json_safe(merged[mf.portal])
+        return out
+
+    def _write_link(
+        self,
+        conn: Connection,
+        m: EntityMapping,
+        b24_id: int,
+        erp_key: str,
+        link: Any,
+        base: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        if link is None:
+            conn.execute(
+                sync_link.insert().values(
+                    entity=m.entity,
+                    b24_id=b24_id,
+                    erp_key=erp_key,
+                    base=base,
+                    deleted=False,
+                    updated_at=now,
+                )
+            )
+        elif link["base"] != base or link["erp_key"] != erp_key or link["deleted"]:
+            conn.execute(
+                sync_link.update()
+                .where(sync_link.c.id == link["id"])
+                .values(base=base, erp_key=erp_key, deleted=False, updated_at=now)
+            )
+
+    def _record_conflict(
+        self,
+        conn: Connection,
+        m: EntityMapping,
+        b24_id: int,
+        erp_key: str,
+        result: MergeResult,
+        message_id: str | None,
+        now: datetime,
+    ) -> int:
+        fields = {
+            name: {
+                "base": _json_safe(s.base),
+                "portal": _json_safe(s.portal),
+                "erp": _json_safe(s.erp),
+            }
+            for name, s in result.conflicts.items()
+        }
+        open_row = conn.execute(
+            sa.select(sync_conflict.c.id, sync_conflict.c.fields).where(
+                sync_conflict.c.entity == m.entity,
+                sync_conflict.c.b24_id == b24_id,
+                sync_conflict.c.status == "open",
+            )
+        ).first()
+        if open_row is not None:
+            if open_row[1] != fields:
+                conn.execute(
+                    sync_conflict.update()
+                    .where(sync_conflict.c.id == open_row[0])
+                    .values(fields=fields, message_id=message_id)
+                )
+            return int(open_row[0])
+        inserted = conn.execute(
+            sync_conflict.insert().values(
+                entity=m.entity,
+                b24_id=b24_id,
+                erp_key=erp_key,
+                fields=fields,
+                message_id=message_id,
+                status="open",
+                created_at=now,
+            )
+        ).inserted_primary_key
+        assert inserted is not None
+        return int(inserted[0])
+
+    # --- delete ------------------------------------------------------------------------
+
+    def _apply_delete(
+        self, conn: Connection, m: EntityMapping, b24_id: int, now: datetime
+    ) -> ApplyOutcome:
+        parent = self.table(m.table)
+        row = (
+            conn.execute(sa.select(parent).where(parent.c[m.b24_id_column] == b24_id))
+            .mappings()
+            .first()
+        )
+        outcome = ApplyOutcome(m.entity, b24_id, "unchanged")
+        if row is not None:
+            if m.delete_policy is DeletePolicy.DELETE:
+                for mf in m.multifields:
+                    t = self.table(mf.table)
+                    conn.execute(t.delete().where(t.c[MULTI_OWNER] == row[m.key]))
+                conn.execute(parent.delete().where(parent.c[m.key] == row[m.key]))
+                outcome.action = "deleted"
+            elif m.delete_policy is DeletePolicy.MARK and row[m.deleted_column] is None:
+                conn.execute(
+                    parent.update()
+                    .where(parent.c[m.key] == row[m.key])
+                    .values(**{m.deleted_column: self._db_value(conn, now)})
+                )
+                outcome.action = "deleted"
+        conn.execute(
+            sync_link.update()
+            .where(
+                sync_link.c.entity == m.entity,
+                sync_link.c.b24_id == b24_id,
+                sync_link.c.deleted.is_(False),
+            )
+            .values(deleted=True, updated_at=now)
+        )
+        return outcome
+
+    # --- bad input ---------------------------------------------------------------------
+
+    @staticmethod
+    def record_error(
+        conn: Connection,
+        error: RecordError,
+        *,
+        b24_id: int | None,
+        message_id: str | None,
+        payload: Any,
+        now: datetime,
+    ) -> None:
+        """Keep a record that could not be synced, for the operator (``status``)."""
+        conn.execute(
+            sync_record_error.insert().values(
+                entity=error.entity,
+                b24_id=b24_id,
+                field=error.field,
+                message=str(error),
+                message_id=message_id,
+                payload=_json_safe_deep(payload),
+                status="open",
+                created_at=now,
+            )
+        )
+
+
+def _json_safe_deep(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe_deep(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe_deep(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)

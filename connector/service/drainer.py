@@ -1,0 +1,299 @@
+"""The drain cycle: reserve a batch of the offline queue, apply it, then clear it.
+
+One cycle (digest §7.6–7.9, §7.12)::
+
+    event.offline.get clear=0 limit=50   → process_id + records
+    journal.reserve(process_id, records)  (committed before anything else)
+    batch: crm.<entity>.list filter[@ID]  (one request fetches every touched entity)
+    one transaction: apply each record to the ERP tables + journal → applied
+    event.offline.error (conflicts, bad records) then event.offline.clear id[]
+    journal → cleared
+
+A crash anywhere re-delivers: :meth:`Drainer.resume` re-reads every unfinished
+``process_id`` (``event.offline.get process_id=…``) before new work is taken, and adopts
+locked records whose ``process_id`` never reached the journal (found through
+``event.offline.list``). Applying the same portal state twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+
+from connector.adapters.store.erp_writer import ErpWriter
+from connector.adapters.store.journal import APPLIED, Journal
+from connector.core.batch_commands import Command, CommandOutcome
+from connector.core.mapping_model import MappingSet
+from connector.core.queue_records import DrainPlan, plan_batch
+from connector.errors import PortalError, RecordError
+
+log = logging.getLogger(__name__)
+
+PAGE = 50
+
+
+class Answerish(Protocol):
+    @property
+    def result(self) -> Any: ...
+
+
+class PortalCalls(Protocol):
+    """What the drainer needs from the REST client (``connector.adapters.rest_client``)."""
+
+    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Answerish: ...
+
+    async def batch(
+        self, commands: Sequence[Command], *, halt: bool = False
+    ) -> dict[str, CommandOutcome]: ...
+
+
+@dataclass
+class DrainStats:
+    batches: int = 0
+    records: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    conflicts: int = 0
+    bad: int = 0
+    resumed: int = 0
+
+    def add(self, other: DrainStats) -> None:
+        for name in vars(self):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+Checkpoint = Callable[[str], None]
+"""Called with the name of each step; tests make it raise to simulate a crash there:
+``after_get``, ``after_reserve``, ``mid_apply``, ``after_commit``, ``after_clear``."""
+
+
+def _no_checkpoint(_: str) -> None:
+    return None
+
+
+class Drainer:
+    def __init__(
+        self,
+        portal: PortalCalls,
+        engine: Engine,
+        mappings: MappingSet,
+        connector_id: str,
+        *,
+        worker: str = "",
+        limit: int = PAGE,
+        checkpoint: Checkpoint = _no_checkpoint,
+        adopt_orphans: bool = True,
+    ) -> None:
+        self.portal = portal
+        self.engine = engine
+        self.mappings = mappings
+        self.journal = Journal(engine, connector_id, worker)
+        self.writer = ErpWriter(mappings)
+        self.limit = limit
+        self.checkpoint = checkpoint
+        self.adopt_orphans = adopt_orphans
+
+    # --- the cycle ---------------------------------------------------------------------
+
+    async def drain_once(self) -> DrainStats:
+        """Reserve one batch and see it through; ``records == 0`` means the queue was empty."""
+        answer = await self.portal.call("event.offline.get", {"clear": 0, "limit": self.limit})
+        result = answer.result if isinstance(answer.result, Mapping) else {}
+        events = result.get("events") or []
+        process_id = result.get("process_id")
+        if not events:
+            return DrainStats()
+        if not isinstance(process_id, str) or not process_id:
+            raise PortalError(
+                "event.offline.get clear=0 answered without a process_id "
+                "(is the extended queue available on this plan?)",
+                method="event.offline.get",
+            )
+        self.checkpoint("after_get")
+        return await self._process(process_id, list(events))
+
+    async def drain_until_empty(self, max_batches: int | None = None) -> DrainStats:
+        total = DrainStats()
+        while max_batches is None or total.batches < max_batches:
+            stats = await self.drain_once()
+            if not stats.records:
+                break
+            total.add(stats)
+        return total
+
+    async def _process(self, process_id: str, events: list[Any]) -> DrainStats:
+        plan = plan_batch(events, self.mappings)
+        record_ids = plan.record_ids()
+        await asyncio.to_thread(self.journal.reserve, process_id, events, record_ids)
+        self.checkpoint("after_reserve")
+        states = await self._fetch(plan)
+        stats, flagged = await asyncio.to_thread(self._apply, process_id, plan, states)
+        self.checkpoint("after_commit")
+        await self._finish(process_id, record_ids, flagged)
+        return stats
+
+    async def _fetch(self, plan: DrainPlan) -> dict[tuple[str, int], Mapping[str, Any]]:
+        """Current state of every touched entity, in one batch request."""
+        commands: list[Command] = []
+        for entity, ids in plan.targets().items():
+            mapping = self.mappings.entities[entity]
+            for n, start in enumerate(range(0, len(ids), PAGE)):
+                chunk = ids[start : start + PAGE]
+                commands.append(
+                    Command(
+                        key=f"{entity.replace('.', '_')}_{n}",
+                        method=f"{entity}.list",
+                        params={
+                            "filter": {"@ID": chunk},
+                            "select": mapping.portal_codes(),
+                            "order": {"ID": "ASC"},
+                            "start": -1,
+                        },
+                    )
+                )
+        if not commands:
+            return {}
+        outcomes = await self.portal.batch(commands)
+        states: dict[tuple[str, int], Mapping[str, Any]] = {}
+        for command in commands:
+            outcome = outcomes[command.key]
+            if outcome.error is not None:
+                raise outcome.error
+            entity = command.method.removesuffix(".list")
+            for row in outcome.result or []:
+                if isinstance(row, Mapping) and str(row.get("ID", "")).isdigit():
+                    states[(entity, int(row["ID"]))] = row
+        return states
+
+    def _apply(
+        self, process_id: str, plan: DrainPlan, states: Mapping[tuple[str, int], Mapping[str, Any]]
+    ) -> tuple[DrainStats, list[str]]:
+        stats = DrainStats(batches=1, records=len(plan.records) + len(plan.bad))
+        flagged: list[str] = []
+        now = datetime.now(UTC)
+        done: set[tuple[str, int]] = set()
+        with self.engine.begin() as conn:
+            for bad in plan.bad:
+                log.warning("bad queue record: %s", bad.error)
+                self.writer.record_error(
+                    conn,
+                    bad.error,
+                    b24_id=None,
+                    message_id=bad.message_id,
+                    payload=bad.raw,
+                    now=now,
+                )
+                stats.bad += 1
+                if bad.message_id:
+                    flagged.append(bad.message_id)
+            for i, rec in enumerate(plan.records):
+                if i == 1:
+                    self.checkpoint("mid_apply")
+                key = (rec.entity, rec.entity_id)
+                mapping = self.mappings.entities[rec.entity]
+                if key in done:
+                    continue  # several records, one entity: one apply of its current state
+                done.add(key)
+                try:
+                    with conn.begin_nested():
+                        outcome = self.writer.apply(
+                            conn,
+                            mapping,
+                            rec.entity_id,
+                            states.get(key),
+                            message_id=rec.message_id,
+                            now=now,
+                        )
+                except RecordError as err:
+                    log.warning("record not synced: %s", err)
+                    self.writer.record_error(
+                        conn,
+                        err,
+                        b24_id=rec.entity_id,
+                        message_id=rec.message_id,
+                        payload=states.get(key),
+                        now=now,
+                    )
+                    stats.bad += 1
+                    flagged.append(rec.message_id)
+                    continue
+                if outcome.action == "conflict":
+                    stats.conflicts += 1
+                    flagged += [
+                        r.message_id for r in plan.records if (r.entity, r.entity_id) == key
+                    ]
+                else:
+                    setattr(stats, outcome.action, getattr(stats, outcome.action) + 1)
+            self.journal.mark_applied(conn, process_id, sorted(set(flagged)))
+        return stats, sorted(set(flagged))
+
+    async def _finish(
+        self, process_id: str, record_ids: Sequence[int], flagged: Sequence[str]
+    ) -> None:
+        if flagged:
+            await self.portal.call(
+                "event.offline.error", {"process_id": process_id, "message_id": list(flagged)}
+            )
+        await self.portal.call(
+            "event.offline.clear", {"process_id": process_id, "id": list(record_ids)}
+        )
+        self.checkpoint("after_clear")
+        await asyncio.to_thread(self.journal.mark_cleared, process_id)
+
+    # --- recovery ----------------------------------------------------------------------
+
+    async def resume(self) -> DrainStats:
+        """Finish every process the journal knows, then adopt orphaned locks."""
+        total = DrainStats()
+        entries = await asyncio.to_thread(self.journal.unfinished)
+        for entry in entries:
+            log.info("resuming process %s (%s)", entry.process_id, entry.state)
+            total.resumed += 1
+            if entry.state == APPLIED:
+                await self._finish(entry.process_id, entry.record_ids, entry.flagged)
+            else:
+                total.add(await self._resume_reserved(entry.process_id))
+        if self.adopt_orphans:
+            for pid in await self._orphans():
+                log.warning("adopting process %s: locked in the portal, unknown here", pid)
+                total.resumed += 1
+                total.add(await self._resume_reserved(pid))
+        return total
+
+    async def _resume_reserved(self, process_id: str) -> DrainStats:
+        answer = await self.portal.call("event.offline.get", {"process_id": process_id, "clear": 0})
+        result = answer.result if isinstance(answer.result, Mapping) else {}
+        events = list(result.get("events") or [])
+        if not events:
+            await asyncio.to_thread(self.journal.reserve, process_id, [], [])
+            await asyncio.to_thread(self.journal.mark_cleared, process_id)
+            return DrainStats()
+        return await self._process(process_id, events)
+
+    async def _orphans(self) -> list[str]:
+        """Process ids holding locked records of this connector that the journal lacks."""
+        pids: list[str] = []
+        start = 0
+        while True:  # unfiltered: queue filters compare inconsistently on empty strings
+            answer = await self.portal.call(
+                "event.offline.list", {"order": {"ID": "ASC"}, "start": start}
+            )
+            rows = answer.result if isinstance(answer.result, list) else []
+            for row in rows:
+                pid = row.get("PROCESS_ID") if isinstance(row, Mapping) else None
+                if isinstance(pid, str) and pid and pid not in pids:
+                    pids.append(pid)
+            nxt = getattr(answer, "next", None)
+            if not rows or not isinstance(nxt, int):
+                break
+            start = nxt
+        known = await asyncio.to_thread(self.journal.known, pids)
+        return [p for p in pids if p not in known]
