@@ -14,6 +14,9 @@ from connector import __version__
 from connector.errors import ConnectorError
 from connector.service.commands import db as db_commands
 from connector.service.commands import pending
+from connector.service.commands.queue import queue
+from connector.service.commands.status import status
+from connector.service.commands.sync import sync
 from connector.service.output import fail
 
 
@@ -38,11 +41,11 @@ def _attach() -> None:
     cli.add_command(auth)
     for command in (
         pending.run,
-        pending.sync,
+        sync,
         pending.backfill,
         pending.conflicts,
-        pending.queue,
-        pending.status,
+        queue,
+        status,
         pending.emulator,
         pending.demo,
     ):

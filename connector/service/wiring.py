@@ -6,14 +6,25 @@ place and nothing is built at import time.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from sqlalchemy import Engine
 
 from connector.adapters.mapping_files import load_mappings
+from connector.adapters.oauth_flow import OAuthFlow
+from connector.adapters.rate_governor import RateGovernor
+from connector.adapters.rest_client import RestClient
 from connector.adapters.store.database import make_engine
+from connector.adapters.store.rate_ledger import SqlBucketLedger
+from connector.adapters.store.tokens import TokenStore
+from connector.core.rate_bucket import BucketProfile
 from connector.core.mapping_model import MappingSet
 from connector.errors import ConfigError
 from connector.settings import Settings, load_settings
@@ -53,3 +64,66 @@ def mappings_dir(cfg: Settings) -> Path:
 def mappings(cfg: Settings) -> MappingSet:
     """Load and validate the mapping files (MappingError, exit 2, names file/key/line)."""
     return load_mappings(mappings_dir(cfg))
+
+
+def portal_host(cfg: Settings) -> str:
+    """The portal's host name: the key of its tokens and rate bucket rows."""
+    from urllib.parse import urlsplit
+
+    portal_url, _, _ = cfg.require_portal()
+    return urlsplit(portal_url).netloc
+
+
+@dataclass
+class PortalSession:
+    """Everything that talks to the portal, sharing one HTTP client."""
+
+    client: RestClient
+    oauth: OAuthFlow
+    governor: RateGovernor
+    http: httpx.AsyncClient
+    tokens: TokenStore
+
+
+@asynccontextmanager
+async def portal_session(cfg: Settings, engine: Engine) -> AsyncIterator[PortalSession]:
+    """A REST client for ``B24_PORTAL_URL``: OAuth from ``sync_token``, the rate governor
+    (its bucket in the database when it is shared: PostgreSQL or MariaDB), and
+    ``auth_connector`` = ``B24_CONNECTOR_ID`` on every call."""
+    portal_url, client_id, secret = cfg.require_portal()
+    host = portal_host(cfg)
+    tokens = TokenStore(engine, host)
+    stored = await asyncio.to_thread(tokens.load)
+    if stored is None:
+        raise ConfigError(
+            f"no tokens stored for {host}; run: b24-connector auth set --refresh-token T"
+        )
+    profile = BucketProfile(rate=cfg.rate_limit, burst=cfg.rate_burst)
+    shared = engine.dialect.name != "sqlite"
+    governor = RateGovernor(profile, ledger=SqlBucketLedger(engine, host) if shared else None)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http:
+        oauth = OAuthFlow(
+            tokens,
+            http=http,
+            oauth_url=cfg.oauth_url,
+            client_id=client_id,
+            client_secret=secret.get_secret_value(),
+        )
+        endpoint = stored.client_endpoint or f"{portal_url}/rest/"
+        client = RestClient(
+            http, endpoint, connector_id=cfg.connector_id, auth=oauth, governor=governor
+        )
+        yield PortalSession(client, oauth, governor, http, tokens)
+
+
+def ready_engine(cfg: Settings) -> Engine:
+    """The store engine, refusing a database that ``db upgrade`` has not brought to head."""
+    from connector.adapters.store.migrate import require_head
+
+    engine = store_engine(cfg)
+    try:
+        require_head(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    return engine

@@ -81,7 +81,7 @@ class Bench:
         return len(self.emulator.requests())
 
 
-async def make_bench(db_url: str) -> Bench:
+async def make_bench(db_url: str, *, bind: bool = True) -> Bench:
     emulator = Emulator()
     creds = emulator.install_app(scopes=("crm", "pull", "user"))
     engine = make_engine(db_url)
@@ -93,6 +93,6 @@ async def make_bench(db_url: str) -> Bench:
     client = RestClient(
         http, f"{BASE}/rest/", connector_id=CONNECTOR, auth=StaticToken(creds["access_token"])
     )
-    for event in EVENTS:
+    for event in EVENTS if bind else ():
         await client.call("event.bind", {"event": event, "event_type": "offline"})
     return Bench(emulator, engine, mappings, http, client)

@@ -21,18 +21,6 @@ def run() -> None:
 
 @click.command()
 @click.option(
-    "--once",
-    is_flag=True,
-    required=True,
-    help="Drain the queue and the outbox until both are empty, then exit 0.",
-)
-def sync(once: bool) -> None:
-    """Sync once: drain the portal's offline queue and the ERP outbox, then exit."""
-    raise NotImplementedYet("sync --once")
-
-
-@click.command()
-@click.option(
     "--entity",
     "entity",
     metavar="E",
@@ -83,25 +71,6 @@ def conflicts_resolve(
 ) -> None:
     """Resolve a conflict, write both sides, and release the portal's held events."""
     raise NotImplementedYet("conflicts resolve")
-
-
-@click.group()
-def queue() -> None:
-    """Inspect the portal's offline event queue for this connector."""
-
-
-@queue.command("list")
-@_json
-def queue_list(as_json: bool) -> None:
-    """List queued records (event.offline.list), including locked and errored ones."""
-    raise NotImplementedYet("queue list")
-
-
-@click.command()
-@_json
-def status(as_json: bool) -> None:
-    """Show bindings, queue depth, journal, outbox, conflicts and token state."""
-    raise NotImplementedYet("status")
 
 
 @click.command()

@@ -1,0 +1,151 @@
+"""``b24-connector auth set|status``: store the app's tokens, and show them without showing them.
+
+``auth set`` is how an operator starts (or restarts, after ``invalid_grant``) the token
+chain: it writes the pair into ``sync_token`` for the portal in ``B24_PORTAL_URL`` and
+bumps its generation, so every running worker picks up the new pair at its next refresh.
+``auth status`` prints the portal, scopes, age and expiry — never a token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from connector.core.oauth_tokens import TokenSet
+from connector.errors import ConfigError
+from connector.service.output import emit_json
+
+__all__ = ["auth"]
+
+
+@click.group("auth")
+def auth() -> None:
+    """Store and inspect the portal's OAuth tokens."""
+
+
+@auth.command("set")
+@click.option("--refresh-token", required=True, help="The refresh token of the installed app.")
+@click.option("--access-token", default=None, help="An access token issued with it (optional).")
+def auth_set(refresh_token: str, access_token: str | None) -> None:
+    """Store the app's tokens for this portal (B24_PORTAL_URL, B24_DATABASE_URL).
+
+    Without --access-token the first portal call refreshes the pair.
+    """
+    from connector.adapters.store.tokens import TokenStore
+    from connector.service import wiring
+
+    refresh_token = refresh_token.strip()
+    if not refresh_token:
+        raise ConfigError("--refresh-token is empty")
+    cfg = wiring.settings()
+    host = wiring.portal_host(cfg)
+    engine = wiring.ready_engine(cfg)
+    try:
+        store = TokenStore(engine, host)
+        previous = store.load()
+        fresh = TokenSet(
+            portal=host,
+            refresh_token=refresh_token,
+            access_token=(access_token or "").strip() or None,
+            issued_at=datetime.now(UTC),
+        )
+        if previous is not None:  # keep what the portal told us about itself
+            fresh = replace(
+                fresh,
+                member_id=previous.member_id,
+                client_endpoint=previous.client_endpoint,
+                server_endpoint=previous.server_endpoint,
+                scope=previous.scope,
+                application_token=previous.application_token,
+            )
+        stored = store.save(fresh)
+    finally:
+        engine.dispose()
+    note = "" if stored.access_token else "; the first portal call will refresh it"
+    click.echo(f"tokens stored for {host} (generation {stored.generation}){note}")
+
+
+@auth.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def auth_status(as_json: bool) -> None:
+    """Show token age, expiry, portal and scopes (never the tokens)."""
+    from connector.adapters.store.tokens import TokenStore
+    from connector.service import wiring
+
+    cfg = wiring.settings()
+    host = wiring.portal_host(cfg)
+    engine = wiring.ready_engine(cfg)
+    try:
+        tokens = TokenStore(engine, host).load()
+    finally:
+        engine.dispose()
+    if tokens is None:
+        raise ConfigError(
+            f"no tokens stored for {host}; run: b24-connector auth set --refresh-token T"
+        )
+    report = describe(tokens, datetime.now(UTC))
+    if as_json:
+        emit_json(report)
+        return
+    for key in (
+        "portal",
+        "member_id",
+        "scopes",
+        "issued_at",
+        "age",
+        "access_token",
+        "expires_at",
+        "expires_in",
+        "generation",
+        "client_endpoint",
+    ):
+        value = report[key]
+        if isinstance(value, list):
+            value = ", ".join(value) or "-"
+        click.echo(f"{key.replace('_', ' '):<16}{'-' if value is None else value}")
+
+
+def describe(tokens: TokenSet, now: datetime) -> dict[str, Any]:
+    """What ``auth status`` shows: facts about the tokens, no token text."""
+    age_s = int((now - tokens.issued_at).total_seconds()) if tokens.issued_at else None
+    expires_in = int((tokens.expires_at - now).total_seconds()) if tokens.expires_at else None
+    if not tokens.access_token:
+        state = "none (refreshed on first use)"
+    elif expires_in is not None and expires_in <= 0:
+        state = "expired (refreshed on next use)"
+    else:
+        state = "present"
+    return {
+        "portal": tokens.portal,
+        "member_id": tokens.member_id,
+        "scopes": [s for s in (tokens.scope or "").split(",") if s],
+        "issued_at": tokens.issued_at.isoformat() if tokens.issued_at else None,
+        "age_s": age_s,
+        "age": _human(age_s),
+        "access_token": state,
+        "expires_at": tokens.expires_at.isoformat() if tokens.expires_at else None,
+        "expires_in_s": expires_in,
+        "expires_in": _human(expires_in),
+        "generation": tokens.generation,
+        "client_endpoint": tokens.client_endpoint,
+    }
+
+
+def _human(seconds: int | None) -> str | None:
+    if seconds is None:
+        return None
+    sign = "-" if seconds < 0 else ""
+    left = abs(seconds)
+    days, left = divmod(left, 86_400)
+    hours, left = divmod(left, 3_600)
+    minutes, secs = divmod(left, 60)
+    if days:
+        return f"{sign}{days}d {hours}h"
+    if hours:
+        return f"{sign}{hours}h {minutes}m"
+    if minutes:
+        return f"{sign}{minutes}m {secs}s"
+    return f"{sign}{secs}s"

@@ -1,0 +1,127 @@
+"""``b24-connector status``: what an operator needs at 3 a.m., on one screen.
+
+The local part (journal, conflicts, bad records, outbox, tokens) never needs the portal;
+the portal part (bindings, queue depth) is shown when the portal answers and otherwise
+says why not, so ``status`` works in an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+from connector.service.output import emit_json
+
+
+def local_status(engine: sa.Engine, host: str | None) -> dict[str, Any]:
+    import sqlalchemy as sa
+
+    from connector.adapters.store.tables import (
+        sync_conflict,
+        sync_journal,
+        sync_outbox,
+        sync_record_error,
+        sync_token,
+    )
+
+    def count(table: sa.Table, *where: Any) -> int:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(table).where(*where)
+                ).scalar_one()
+            )
+
+    out: dict[str, Any] = {
+        "journal_unfinished": count(sync_journal, sync_journal.c.state != "cleared"),
+        "conflicts_open": count(sync_conflict, sync_conflict.c.status == "open"),
+        "records_not_synced": count(sync_record_error, sync_record_error.c.status == "open"),
+        "outbox_pending": count(sync_outbox, sync_outbox.c.done_at.is_(None)),
+    }
+    token: dict[str, Any] = {"stored": False}
+    if host is not None:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.select(
+                    sync_token.c.issued_at,
+                    sync_token.c.expires_at,
+                    sync_token.c.scope,
+                    sync_token.c.generation,
+                ).where(sync_token.c.portal == host)
+            ).first()
+        if row is not None:
+            now = datetime.now(UTC)
+            issued = row.issued_at.replace(tzinfo=row.issued_at.tzinfo or UTC)
+            token = {
+                "stored": True,
+                "portal": host,
+                "age_s": int((now - issued).total_seconds()),
+                "expires_at": row.expires_at,
+                "scope": row.scope,
+                "rotations": row.generation,
+            }
+    out["token"] = token
+    return out
+
+
+async def portal_status(cfg: Any, engine: sa.Engine) -> dict[str, Any]:
+    from connector.service import wiring
+    from connector.service.bindings import offline_bindings
+
+    try:
+        async with wiring.portal_session(cfg, engine) as session:
+            events = (await session.client.call("event.get")).result
+            queue = await session.client.call("event.offline.list", {"start": 0})
+            return {
+                "reachable": True,
+                "bindings": sorted(offline_bindings(events, cfg.connector_id)),
+                "queue_depth": queue.total if queue.total is not None else len(queue.result or []),
+            }
+    except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
+        return {"reachable": False, "error": str(exc)}
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--local", is_flag=True, help="Do not contact the portal.")
+def status(as_json: bool, local: bool) -> None:
+    """Show bindings, queue depth, journal, outbox, conflicts and token state."""
+    from connector.service import wiring
+
+    cfg = wiring.settings()
+    engine = wiring.ready_engine(cfg)
+    try:
+        host = wiring.portal_host(cfg) if cfg.portal_url else None
+        report: dict[str, Any] = {"connector_id": cfg.connector_id, **local_status(engine, host)}
+        if not local and cfg.portal_url:
+            report["portal"] = asyncio.run(portal_status(cfg, engine))
+    finally:
+        engine.dispose()
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(f"connector      {report['connector_id']}")
+    token = report["token"]
+    if token["stored"]:
+        click.echo(
+            f"tokens         {token['portal']}: issued {token['age_s']} s ago, "
+            f"access expires {token['expires_at']}, scope {token['scope']}"
+        )
+    else:
+        click.echo("tokens         none stored (b24-connector auth set --refresh-token T)")
+    portal = report.get("portal")
+    if portal is not None and portal["reachable"]:
+        click.echo(f"bindings       {len(portal['bindings'])}: {', '.join(portal['bindings'])}")
+        click.echo(f"queue depth    {portal['queue_depth']}")
+    elif portal is not None:
+        click.echo(f"portal         unreachable: {portal['error']}")
+    click.echo(f"journal        {report['journal_unfinished']} unfinished batches")
+    click.echo(f"conflicts      {report['conflicts_open']} open")
+    click.echo(f"not synced     {report['records_not_synced']} records")
+    click.echo(f"outbox         {report['outbox_pending']} pending")
