@@ -15,6 +15,7 @@ from connector.errors import ConnectorError
 from connector.service.commands import db as db_commands
 from connector.service.commands import pending
 from connector.service.commands.queue import queue
+from connector.service.commands.run import run
 from connector.service.commands.status import status
 from connector.service.commands.sync import sync
 from connector.service.output import fail
@@ -40,7 +41,7 @@ def _attach() -> None:
         auth = pending.auth_placeholder
     cli.add_command(auth)
     for command in (
-        pending.run,
+        run,
         sync,
         pending.backfill,
         pending.conflicts,

@@ -24,8 +24,8 @@ from connector.adapters.rest_client import RestClient
 from connector.adapters.store.database import make_engine
 from connector.adapters.store.rate_ledger import SqlBucketLedger
 from connector.adapters.store.tokens import TokenStore
-from connector.core.rate_bucket import BucketProfile
 from connector.core.mapping_model import MappingSet
+from connector.core.rate_bucket import BucketProfile
 from connector.errors import ConfigError
 from connector.settings import Settings, load_settings
 

@@ -134,7 +134,9 @@ class RichProgress(_Clocked):
         if task is not None:
             total = self.progress.tasks[task].total
             self.progress.update(task, completed=total if total is not None else 1, total=total)
-        self.progress.console.print(summary_line(stats, self._elapsed(entity)))
+        self.progress.console.print(
+            summary_line(stats, self._elapsed(entity)), highlight=False, markup=False
+        )
 
 
 @contextlib.asynccontextmanager

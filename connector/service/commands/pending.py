@@ -14,12 +14,6 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead
 
 
 @click.command()
-def run() -> None:
-    """Run the worker: listen on Push&Pull, drain the queue, push ERP changes, until SIGTERM."""
-    raise NotImplementedYet("run")
-
-
-@click.command()
 @click.option(
     "--entity",
     "entity",

@@ -83,7 +83,7 @@ async def portal_status(cfg: Any, engine: sa.Engine) -> dict[str, Any]:
                 "bindings": sorted(offline_bindings(events, cfg.connector_id)),
                 "queue_depth": queue.total if queue.total is not None else len(queue.result or []),
             }
-    except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
+    except Exception as exc:
         return {"reachable": False, "error": str(exc)}
 
 

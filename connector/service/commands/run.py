@@ -1,0 +1,55 @@
+"""``b24-connector run``: the worker, as a service (systemd, a container)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+
+async def run_worker(poll_interval: float, listen: bool) -> None:
+    from connector.service import wiring
+    from connector.service.worker import Worker, install_signal_handlers
+
+    cfg = wiring.settings()
+    mappings = wiring.mappings(cfg)
+    engine = wiring.ready_engine(cfg)
+    try:
+        async with wiring.portal_session(cfg, engine) as session:
+            worker = Worker(
+                session.client,
+                session.http,
+                engine,
+                mappings,
+                cfg.connector_id,
+                poll_interval=poll_interval,
+                listen=listen,
+            )
+            install_signal_handlers(worker)
+            stats = await worker.run()
+    finally:
+        engine.dispose()
+    t = stats.totals
+    click.echo(
+        f"stopped: {stats.wakes} wakes, {t.records} queue records, "
+        f"{t.conflicts} conflicts, {t.bad} not synced, {stats.failures} failed drains"
+    )
+
+
+@click.command()
+@click.option(
+    "--poll-interval",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds between safety polls of the queue (a push is only a hint).",
+)
+@click.option(
+    "--no-listen", is_flag=True, help="Do not connect to Push&Pull; rely on the safety poll alone."
+)
+def run(poll_interval: float, no_listen: bool) -> None:
+    """Run the worker: listen on Push&Pull, drain the queue on every wake, until SIGTERM.
+
+    On SIGTERM or SIGINT the batch in flight is finished and cleared, then it exits 0.
+    """
+    asyncio.run(run_worker(poll_interval, not no_listen))

@@ -1,0 +1,138 @@
+"""``b24-connector run``: the long-running worker.
+
+Start-up: check features and bind the offline events, resume every unfinished batch.
+Then three tasks run side by side until SIGTERM/SIGINT:
+
+* the Push&Pull listener — wakes the drain on ``event_offline`` for our connector;
+* the safety poll — wakes it every ``poll_interval`` seconds and after every reconnect,
+  because a push is only a hint;
+* the drain loop — on each wake, drains the queue until it is empty.
+
+A stop request lets the batch in flight finish (commit, then ``event.offline.clear``) and
+then exits 0. Portal trouble that retries cannot mend (network down for long, 5xx) is
+logged and the loop waits for the next wake; a fatal answer (``OVERLOAD_LIMIT``) or a
+revoked refresh token ends the worker with its error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine
+
+from connector.adapters.pull_listener import PullListener
+from connector.adapters.safety_poll import SafetyPoll
+from connector.core.mapping_model import MappingSet
+from connector.errors import AuthRevokedError, FatalPortalError, PortalError
+from connector.service.bindings import ensure_bindings
+from connector.service.drainer import Drainer, DrainStats, PortalCalls
+
+log = logging.getLogger("connector.worker")
+
+
+@dataclass
+class WorkerStats:
+    wakes: int = 0
+    drains: int = 0
+    failures: int = 0
+    totals: DrainStats = field(default_factory=DrainStats)
+
+
+class Worker:
+    def __init__(
+        self,
+        client: PortalCalls,
+        http: httpx.AsyncClient,
+        engine: Engine,
+        mappings: MappingSet,
+        connector_id: str,
+        *,
+        poll_interval: float = 60.0,
+        listen: bool = True,
+        listener_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.client = client
+        self.http = http
+        self.engine = engine
+        self.mappings = mappings
+        self.connector_id = connector_id
+        self.poll_interval = poll_interval
+        self.listen = listen
+        self.listener_options = dict(listener_options or {})
+        self.drainer = Drainer(client, engine, mappings, connector_id)
+        self.stats = WorkerStats()
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.listener: PullListener | None = None
+        self.needs_resume = False
+
+    def stop(self) -> None:
+        """Ask the worker to finish the batch in flight and exit."""
+        self.stopping.set()
+        self.wake.set()
+
+    async def _get_config(self) -> Mapping[str, Any]:
+        answer = await self.client.call("pull.application.config.get")
+        return answer.result if isinstance(answer.result, Mapping) else {}
+
+    async def run(self) -> WorkerStats:
+        await ensure_bindings(self.client, self.mappings, self.connector_id)
+        self.stats.totals.add(await self.drainer.resume())
+        poll = SafetyPoll(self.wake, interval=self.poll_interval)
+        tasks = [asyncio.create_task(poll.run(), name="safety-poll")]
+        if self.listen:
+            self.listener = PullListener(
+                get_config=self._get_config,
+                connector_id=self.connector_id,
+                wake=self.wake,
+                http=self.http,
+                on_connect=poll.poke,
+                **self.listener_options,
+            )
+            tasks.append(asyncio.create_task(self.listener.run(), name="pull-listener"))
+        self.wake.set()  # drain once at start: work may have queued while we were down
+        self.ready.set()
+        try:
+            await self._drain_loop()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return self.stats
+
+    async def _drain_loop(self) -> None:
+        while not self.stopping.is_set():
+            await self.wake.wait()
+            self.wake.clear()
+            if self.stopping.is_set():
+                break
+            self.stats.wakes += 1
+            try:
+                if self.needs_resume:  # a failed batch may still hold locked records
+                    self.stats.totals.add(await self.drainer.resume())
+                    self.needs_resume = False
+                while not self.stopping.is_set():
+                    batch = await self.drainer.drain_once()
+                    self.stats.totals.add(batch)
+                    if not batch.records:
+                        break
+                self.stats.drains += 1
+            except (FatalPortalError, AuthRevokedError):
+                raise
+            except PortalError as exc:
+                self.stats.failures += 1
+                self.needs_resume = True
+                log.warning("drain failed, waiting for the next wake: %s", exc)
+
+
+def install_signal_handlers(worker: Worker) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)

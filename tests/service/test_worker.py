@@ -1,0 +1,189 @@
+"""The worker: a push wakes the drain, the safety poll covers a missed push, SIGTERM is clean."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from connector.adapters.mapping_files import load_mappings
+from connector.adapters.rest_client import RestClient, RetryPolicy
+from connector.adapters.store import migrate
+from connector.adapters.store.database import make_engine
+from connector.adapters.store.erp_schema import sync_erp_schema
+from connector.adapters.store.tokens import TokenStore
+from connector.core.oauth_tokens import parse_token_answer
+from connector.emulator.app import Emulator
+from connector.emulator.server import ServerThread
+from connector.service.worker import Worker
+from tests.service.drain_harness import CONNECTOR, REPO, StaticToken
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Emulator, ServerThread]]:
+    emulator = Emulator()
+    with ServerThread(emulator) as server:
+        yield emulator, server
+
+
+async def eventually(check: Callable[[], bool], limit: float = 15.0) -> None:
+    """Wait until ``check()`` holds (a bound for a hung test, not a performance claim)."""
+    async with asyncio.timeout(limit):
+        while not check():  # noqa: ASYNC110 - the condition lives in a database, not an Event
+            await asyncio.sleep(0.02)
+
+
+def titles(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(sa.text("SELECT title FROM erp_company ORDER BY b24_id")).scalars()
+        )
+
+
+WorkerEnv = tuple[Emulator, sa.Engine, RestClient, httpx.AsyncClient]
+
+
+@pytest.fixture
+async def worker_env(
+    served: tuple[Emulator, ServerThread], tmp_path: Path
+) -> AsyncIterator[WorkerEnv]:
+    emulator, server = served
+    creds = emulator.install_app(scopes=("crm", "pull", "user"), base_url=server.base_url)
+    engine = make_engine(f"sqlite:///{tmp_path}/c.db")
+    migrate.upgrade(engine)
+    sync_erp_schema(engine, load_mappings(REPO / "mappings"))
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        client = RestClient(
+            http,
+            f"{server.base_url}/rest/",
+            connector_id=CONNECTOR,
+            auth=StaticToken(creds["access_token"]),
+        )
+        yield emulator, engine, client, http
+    engine.dispose()
+
+
+async def test_a_push_wakes_the_drain_and_stop_is_clean(worker_env: WorkerEnv) -> None:
+    """With the safety poll an hour away, a UI change still reaches the ERP: the
+    event_offline push woke the drain. stop() then ends run() normally."""
+    emulator, engine, client, http = worker_env
+    worker = Worker(
+        client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR, poll_interval=3600
+    )
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.ready.wait(), 15)
+    await eventually(lambda: worker.listener is not None and worker.listener.stats.connects > 0)
+    emulator.ui_add("crm.company", {"TITLE": "Pushed"})
+    await eventually(lambda: titles(engine) == ["Pushed"])
+    assert worker.listener is not None and worker.listener.stats.wakes >= 1
+    worker.stop()
+    stats = await asyncio.wait_for(task, 15)
+    assert stats.totals.inserted == 1
+    assert emulator.queue_state() == []
+
+
+async def test_without_push_the_safety_poll_drains(worker_env: WorkerEnv) -> None:
+    """No listener at all: the safety poll alone picks the change up."""
+    emulator, engine, client, http = worker_env
+    worker = Worker(
+        client,
+        http,
+        engine,
+        load_mappings(REPO / "mappings"),
+        CONNECTOR,
+        poll_interval=0.2,
+        listen=False,
+    )
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.ready.wait(), 15)
+    emulator.ui_add("crm.company", {"TITLE": "Polled"})
+    await eventually(lambda: titles(engine) == ["Polled"])
+    worker.stop()
+    await asyncio.wait_for(task, 15)
+
+
+async def test_a_failed_drain_is_retried_and_its_locks_resumed(worker_env: WorkerEnv) -> None:
+    """A batch that fails after reserving (500s on the fetch) is resumed on the next wake."""
+    emulator, engine, client, http = worker_env
+    client.retry = RetryPolicy(attempts=1)
+    worker = Worker(
+        client,
+        http,
+        engine,
+        load_mappings(REPO / "mappings"),
+        CONNECTOR,
+        poll_interval=0.2,
+        listen=False,
+    )
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.ready.wait(), 15)
+    emulator.set_faults(fail_methods={"batch": None})  # 500 until cleared
+    emulator.ui_add("crm.company", {"TITLE": "Late"})
+    await eventually(lambda: worker.stats.failures >= 1)
+    emulator.clear_faults()
+    await eventually(lambda: titles(engine) == ["Late"])
+    worker.stop()
+    await asyncio.wait_for(task, 15)
+    assert emulator.queue_state() == []
+
+
+def test_run_exits_0_on_sigterm_after_draining(
+    served: tuple[Emulator, ServerThread], tmp_path: Path
+) -> None:
+    """`b24-connector run` as a process: drains what waits, then SIGTERM → exit 0."""
+    emulator, server = served
+    creds = emulator.install_app(scopes=("crm", "pull", "user"), base_url=server.base_url)
+    db_url = f"sqlite:///{tmp_path}/c.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("B24_")}
+    env.update(
+        {
+            "B24_PORTAL_URL": server.base_url,
+            "B24_OAUTH_URL": server.base_url,
+            "B24_CLIENT_ID": creds["client_id"],
+            "B24_CLIENT_SECRET": creds["client_secret"],
+            "B24_CONNECTOR_ID": CONNECTOR,
+            "B24_DATABASE_URL": db_url,
+        }
+    )
+    cli = [sys.executable, "-m", "connector"]
+    assert (
+        subprocess.run(
+            [*cli, "db", "upgrade"], env=env, cwd=tmp_path, check=False, capture_output=True
+        ).returncode
+        == 0
+    )
+    engine = make_engine(db_url)
+    host = server.base_url.split("://", 1)[1]
+    TokenStore(engine, host).save(parse_token_answer(host, creds, datetime.now(UTC)))
+    proc = subprocess.Popen(
+        [*cli, "run", "--poll-interval", "0.2"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:  # the worker binds at start-up; changes before that are not queued for it
+        bindings = emulator.portal().events
+        asyncio.run(
+            eventually(lambda: len(bindings.bindings_of(creds["client_id"])) == 12, limit=30)
+        )
+        emulator.ui_add("crm.company", {"TITLE": "Service"})
+        asyncio.run(eventually(lambda: titles(engine) == ["Service"], limit=30))
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert out.startswith("stopped: ")
+    engine.dispose()
