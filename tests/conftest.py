@@ -43,16 +43,22 @@ def db_url(
     """An empty database on ``db_backend``: a fresh SQLite file, or a wiped server database."""
     if db_backend == "sqlite":
         return f"sqlite:///{tmp_path / 'connector.db'}"
-    if db_backend not in _server_databases:
-        _server_databases[db_backend] = server_database(db_backend)
-    db = _server_databases[db_backend]
+    url = _server_url(db_backend, _server_databases)
+    wipe(url)
+    _prepared.pop(db_backend, None)  # the schema_db_url schema is gone with the wipe
+    return url
+
+
+def _server_url(backend: str, made: dict[str, ServerDatabase]) -> str:
+    """This run's database on ``backend``; fail under CI, skip elsewhere, when unreachable."""
+    if backend not in made:
+        made[backend] = server_database(backend)
+    db = made[backend]
     if db.url is None:
         assert db.error is not None
         if os.environ.get("CI"):
             pytest.fail(f"CI is set and {db.error}", pytrace=False)
         pytest.skip(db.error)
-    wipe(db.url)
-    _prepared.pop(db_backend, None)  # the schema_db_url schema is gone with the wipe
     return db.url
 
 
@@ -104,19 +110,12 @@ def schema_db_url(
         target = tmp_path / "connector.db"
         shutil.copyfile(_sqlite_template, target)
         return f"sqlite:///{target}"
-    if db_backend not in _server_databases:
-        _server_databases[db_backend] = server_database(db_backend)
-    db = _server_databases[db_backend]
-    if db.url is None:
-        assert db.error is not None
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and {db.error}", pytrace=False)
-        pytest.skip(db.error)
-    engine = sa.create_engine(db.url)
+    url = _server_url(db_backend, _server_databases)
+    engine = sa.create_engine(url)
     try:
         if _prepared.get(db_backend) is None:
-            wipe(db.url)
-            _build_schema(db.url)
+            wipe(url)
+            _build_schema(url)
             meta = sa.MetaData()
             meta.reflect(engine)
             _prepared[db_backend] = [
@@ -130,4 +129,4 @@ def schema_db_url(
                     conn.execute(table.delete())
     finally:
         engine.dispose()
-    return db.url
+    return url
