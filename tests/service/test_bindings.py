@@ -39,10 +39,12 @@ async def test_a_binding_made_elsewhere_counts_as_bound(bench: Bench) -> None:
     assert "ONCRMDEALADD" in report.already and len(report.bound) == 11
 
 
-@pytest.mark.parametrize(("plan", "missing"), [("standard", "rest_offline_extended"),
-                                               ("basic", "rest_auth_connector")])
-async def test_a_plan_without_the_features_is_refused(bench: Bench, plan: str,
-                                                      missing: str) -> None:
+@pytest.mark.parametrize(
+    ("plan", "missing"), [("standard", "rest_offline_extended"), ("basic", "rest_auth_connector")]
+)
+async def test_a_plan_without_the_features_is_refused(
+    bench: Bench, plan: str, missing: str
+) -> None:
     """Without the extended queue or auth_connector the connector refuses with exit 2."""
     bench.emulator.set_plan(plan)
     with pytest.raises(ConfigError, match=missing) as info:

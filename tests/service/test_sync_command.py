@@ -34,18 +34,28 @@ def served() -> Iterator[tuple[Emulator, ServerThread]]:
 
 def cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("B24_")}
-    return subprocess.run([sys.executable, "-m", "connector", *args], cwd=cwd,
-                          env={**base, **env}, capture_output=True, text=True, timeout=120,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "connector", *args],
+        cwd=cwd,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
-def setup_connector(emulator: Emulator, server: ServerThread, db_url: str,
-                    tmp_path: Path) -> dict[str, str]:
+def setup_connector(
+    emulator: Emulator, server: ServerThread, db_url: str, tmp_path: Path
+) -> dict[str, str]:
     creds = emulator.install_app(scopes=("crm", "pull", "user"), base_url=server.base_url)
     env = {
-        "B24_PORTAL_URL": server.base_url, "B24_OAUTH_URL": server.base_url,
-        "B24_CLIENT_ID": creds["client_id"], "B24_CLIENT_SECRET": creds["client_secret"],
-        "B24_CONNECTOR_ID": "erp_main", "B24_DATABASE_URL": db_url,
+        "B24_PORTAL_URL": server.base_url,
+        "B24_OAUTH_URL": server.base_url,
+        "B24_CLIENT_ID": creds["client_id"],
+        "B24_CLIENT_SECRET": creds["client_secret"],
+        "B24_CONNECTOR_ID": "erp_main",
+        "B24_DATABASE_URL": db_url,
     }
     upgraded = cli("db", "upgrade", cwd=tmp_path, env=env)
     assert upgraded.returncode == 0, upgraded.stderr
@@ -59,8 +69,12 @@ def setup_connector(emulator: Emulator, server: ServerThread, db_url: str,
 def erp_rows(db_url: str) -> list[dict[str, Any]]:
     engine = make_engine(db_url)
     with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(sa.text(
-            "SELECT b24_id, title FROM erp_company ORDER BY b24_id")).mappings()]
+        rows = [
+            dict(r)
+            for r in conn.execute(
+                sa.text("SELECT b24_id, title FROM erp_company ORDER BY b24_id")
+            ).mappings()
+        ]
     engine.dispose()
     return rows
 
@@ -81,9 +95,11 @@ def test_sync_once_brings_portal_changes_into_the_erp(
     second = cli("sync", "--once", cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr
     assert second.stdout.startswith("synced: 4 queue records")  # 3 ADD + 1 UPDATE
-    assert erp_rows(db_url) == [{"b24_id": ids[0], "title": "Firm zero"},
-                                {"b24_id": ids[1], "title": "Firm 1"},
-                                {"b24_id": ids[2], "title": "Firm 2"}]
+    assert erp_rows(db_url) == [
+        {"b24_id": ids[0], "title": "Firm zero"},
+        {"b24_id": ids[1], "title": "Firm 1"},
+        {"b24_id": ids[2], "title": "Firm 2"},
+    ]
 
     queue = cli("queue", "list", "--json", cwd=tmp_path, env=env)
     assert queue.returncode == 0, queue.stderr
@@ -93,8 +109,9 @@ def test_sync_once_brings_portal_changes_into_the_erp(
     report = json.loads(status.stdout)
     assert len(report["portal"]["bindings"]) == 12
     assert report["journal_unfinished"] == 0 and report["token"]["stored"] is True
-    assert all(e.auth_connector == "erp_main" for e in emulator.requests()
-               if e.client_id is not None)
+    assert all(
+        e.auth_connector == "erp_main" for e in emulator.requests() if e.client_id is not None
+    )
 
 
 def test_queue_list_shows_waiting_records(
@@ -107,17 +124,23 @@ def test_queue_list_shows_waiting_records(
     cid = emulator.ui_add("crm.contact", {"NAME": "Ann"})
     listed = json.loads(cli("queue", "list", "--json", cwd=tmp_path, env=env).stdout)
     assert [(r["EVENT_NAME"], r["EVENT_DATA"]["FIELDS"]["ID"]) for r in listed] == [
-        ("ONCRMCONTACTADD", cid)]
+        ("ONCRMCONTACTADD", cid)
+    ]
     table = cli("queue", "list", cwd=tmp_path, env=env)
     assert "ONCRMCONTACTADD" in table.stdout and "waiting" in table.stdout
 
 
-def test_sync_without_tokens_says_how_to_fix(tmp_path: Path,
-                                             served: tuple[Emulator, ServerThread]) -> None:
+def test_sync_without_tokens_says_how_to_fix(
+    tmp_path: Path, served: tuple[Emulator, ServerThread]
+) -> None:
     """No stored tokens: exit 2 with the auth set command to run."""
     _, server = served
-    env = {"B24_PORTAL_URL": server.base_url, "B24_CLIENT_ID": "local.x",
-           "B24_CLIENT_SECRET": "s", "B24_DATABASE_URL": f"sqlite:///{tmp_path}/c.db"}
+    env = {
+        "B24_PORTAL_URL": server.base_url,
+        "B24_CLIENT_ID": "local.x",
+        "B24_CLIENT_SECRET": "s",
+        "B24_DATABASE_URL": f"sqlite:///{tmp_path}/c.db",
+    }
     assert cli("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
     result = cli("sync", "--once", cwd=tmp_path, env=env)
     assert result.returncode == 2

@@ -5,7 +5,8 @@ they share our mirror of it too: each reservation locks the portal's row
 (``SELECT … FOR UPDATE``), applies :func:`connector.core.rate_bucket.reserve` and writes
 the new level back in the same short transaction. Time is wall-clock unix seconds, the
 same in every process. On SQLite one worker owns the database; :func:`ledger_for`
-returns ``None`` there and the governor keeps its bucket in memory.
+returns ``None`` there and the governor keeps its bucket in memory (the ledger still
+works on SQLite, under ``BEGIN IMMEDIATE``, should several processes share one file).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from connector.adapters.store.tables import sync_rate_bucket
 from connector.core.rate_bucket import BucketProfile, BucketState, penalize, reserve
@@ -53,9 +54,16 @@ class SqlBucketLedger:
             return self._read(conn, lock=False) or BucketState()
 
     def _update(self, change: Callable[[BucketState], BucketState]) -> None:
-        for attempt in range(2):
+        """Read-modify-write the portal's row under its lock.
+
+        Two workers creating the row at once collide (a duplicate key, or a deadlock on
+        MariaDB's gap lock); the loser simply tries again and finds the row.
+        """
+        for attempt in range(3):
             try:
-                with self.engine.begin() as conn:
+                with self.engine.connect() as conn:
+                    if self.engine.dialect.name == "sqlite":
+                        conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, up front
                     current = self._read(conn, lock=True)
                     new = change(current or BucketState())
                     values = {
@@ -71,10 +79,11 @@ class SqlBucketLedger:
                             .where(sync_rate_bucket.c.portal == self.portal)
                             .values(**values)
                         )
+                    conn.commit()
                 return
-            except IntegrityError:
-                if attempt:  # two first inserts raced; the second try finds the row
-                    raise StoreError("cannot create the shared rate bucket row") from None
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == 2:
+                    raise StoreError(f"shared rate bucket failed: {type(exc).__name__}") from exc
             except SQLAlchemyError as exc:
                 raise StoreError(f"shared rate bucket failed: {type(exc).__name__}") from exc
 
