@@ -93,7 +93,7 @@ class Worker:
                 connector_id=self.connector_id,
                 wake=self.wake,
                 http=self.http,
-                on_connect=poll.poke,
+                on_connect=poll.restart,
                 **self.listener_options,
             )
             tasks.append(asyncio.create_task(self.listener.run(), name="pull-listener"))

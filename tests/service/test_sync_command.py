@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,6 @@ import pytest
 import sqlalchemy as sa
 
 from connector.adapters.store.database import make_engine
-from connector.adapters.store.tokens import TokenStore
-from connector.core.oauth_tokens import parse_token_answer
 from connector.emulator.app import Emulator
 from connector.emulator.server import ServerThread
 
@@ -59,10 +56,10 @@ def setup_connector(
     }
     upgraded = cli("db", "upgrade", cwd=tmp_path, env=env)
     assert upgraded.returncode == 0, upgraded.stderr
-    engine = make_engine(db_url)
-    host = server.base_url.split("://", 1)[1]
-    TokenStore(engine, host).save(parse_token_answer(host, creds, datetime.now(UTC)))
-    engine.dispose()
+    # the operator's step; without an access token the first call refreshes the pair
+    stored = cli("auth", "set", "--refresh-token", creds["refresh_token"], cwd=tmp_path, env=env)
+    assert stored.returncode == 0, stored.stderr
+    assert creds["refresh_token"] not in stored.stdout + stored.stderr
     return env
 
 
@@ -109,9 +106,9 @@ def test_sync_once_brings_portal_changes_into_the_erp(
     report = json.loads(status.stdout)
     assert len(report["portal"]["bindings"]) == 12
     assert report["journal_unfinished"] == 0 and report["token"]["stored"] is True
-    assert all(
-        e.auth_connector == "erp_main" for e in emulator.requests() if e.client_id is not None
-    )
+    rest_calls = [e for e in emulator.requests() if e.kind == "rest"]
+    assert rest_calls and all(e.auth_connector == "erp_main" for e in rest_calls)
+    assert [e.kind for e in emulator.requests()].count("oauth") == 1  # one refresh, at first use
 
 
 def test_queue_list_shows_waiting_records(
