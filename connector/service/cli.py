@@ -14,6 +14,8 @@ from connector import __version__
 from connector.errors import ConnectorError
 from connector.service.commands import db as db_commands
 from connector.service.commands import pending
+from connector.service.commands.demo import demo
+from connector.service.commands.emulator import emulator
 from connector.service.commands.queue import queue
 from connector.service.commands.run import run
 from connector.service.commands.status import status
@@ -47,8 +49,8 @@ def _attach() -> None:
         pending.conflicts,
         queue,
         status,
-        pending.emulator,
-        pending.demo,
+        emulator,
+        demo,
     ):
         cli.add_command(command)
 

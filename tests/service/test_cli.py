@@ -76,11 +76,11 @@ def test_verbs_not_landed_yet_say_so_and_exit_1(tmp_path: Path) -> None:
     from connector.service.commands import pending
 
     pending_names = {c.name for c in vars(pending).values() if hasattr(c, "callback")}
-    if "demo" not in pending_names:
-        pytest.fail("update this test: demo has landed")
-    result = run_cli("demo", cwd=tmp_path)
+    if "conflicts" not in pending_names:
+        pytest.fail("update this test: conflicts has landed")
+    result = run_cli("conflicts", "list", cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: not implemented yet: demo"
+    assert result.stderr.strip() == "error: not implemented yet: conflicts list"
 
 
 def test_db_upgrade_creates_a_new_sqlite_file(tmp_path: Path) -> None:

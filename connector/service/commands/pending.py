@@ -68,25 +68,6 @@ def conflicts_resolve(
 
 
 @click.command()
-@click.option("--port", type=int, default=8024, show_default=True, help="Loopback port.")
-@click.option("--seed", type=int, default=None, help="Seed the CRM with demo records.")
-@click.option("--rate-limit", type=float, default=None, help="Leak rate, requests/s.")
-@click.option("--rate-burst", type=int, default=None, help="Bucket size, requests.")
-@click.option("--plan", default="pro", show_default=True, help="Plan profile.")
-@click.option("--tls", is_flag=True, help="Serve HTTPS with a throwaway test CA.")
-def emulator(
-    port: int,
-    seed: int | None,
-    rate_limit: float | None,
-    rate_burst: int | None,
-    plan: str,
-    tls: bool,
-) -> None:
-    """Serve the built-in Bitrix24 emulator on loopback."""
-    raise NotImplementedYet("emulator")
-
-
-@click.command()
 def demo() -> None:
     """Run a demo sync: the built-in emulator plus a local SQLite database."""
     raise NotImplementedYet("demo")
