@@ -3,24 +3,29 @@ limits, Push&Pull and fault injection.
 
 This package imports nothing from the rest of ``connector`` (a layering test enforces
 it), so a misreading of the Bitrix24 docs cannot hide on both sides of a test.
+``docs/emulator-checklist.md`` maps the digest's §11.1 checklist to code and tests.
 
 Layout (each module holds one idea):
 
-* ``clock``     — the wall clock and the test clock (``Clock.advance``).
-* ``rest_errors`` — ``RestError``: an error code, description and HTTP status.
-* ``context``   — ``CallContext``: who calls (app, user, connector, webhook or OAuth).
-* ``registry``  — ``MethodRegistry`` and ``MethodResult``: REST method name → handler.
-* ``portal``    — ``Portal``: the state of one portal (plan, apps, users, CRM store,
-  event bindings, offline queue, pull hub, limiter, faults, request log).
-* ``params``    — PHP bracket parsing of query strings and forms, JSON bodies.
-* ``oauth``     — the ``oauth.bitrix.info`` stand-in: codes, token chains, rotation.
-* ``limits``    — leaky bucket, operating-time accounting, fault switches.
-* ``crm``       — crm.{lead,contact,company,deal}.* with multi-fields and UF_CRM_*.
-* ``events``    — event.bind/unbind/get, firing entity events into the queue.
-* ``offline_queue`` — the §7.12 state machine and event.offline.*.
-* ``batch``     — the ``batch`` method.
-* ``pull``      — Push&Pull: config.get, channels, WebSocket and long-poll endpoints.
-* ``control``   — the control surface for tests and demos (``/_emulator/...``).
-* ``app``       — the Starlette application that ties the above to HTTP.
-* ``server``    — serving it on loopback over HTTP or HTTPS (trustme test CA).
+* Plumbing: ``clock`` (wall and test clock), ``rest_errors`` (``RestError``), ``context``
+  (``CallContext``: app, user, connector, webhook), ``registry`` (method name → handler),
+  ``params`` (PHP bracket query strings and forms, JSON bodies), ``portal`` (one portal's
+  state and plan profile).
+* The HTTP face: ``app`` (``Emulator`` and the Starlette app), ``dispatch`` (the checks
+  every call passes: lookup, webhook refusal, scope, limits, faults), ``oauth`` (the
+  ``oauth.bitrix.info`` stand-in), ``limits`` (leaky bucket, operating time, faults),
+  ``batch``, ``meta`` (``methods``, ``scope``, ``app.info``, ``profile``…).
+* CRM: ``crm`` (``CrmStore``), ``crm_methods`` (``crm.<entity>.*``), ``crm_fields``
+  (field definitions and value shapes), ``crm_userfields`` (``UF_CRM_*``),
+  ``multifields`` (PHONE, EMAIL, WEB, IM), ``filter_ops`` (list filters and orders).
+* Events: ``events`` (bindings, firing), ``event_methods`` (``event.bind/unbind/get``),
+  ``event_access`` (who may call what, connector partitions), ``offline_queue`` (the §7.12
+  state machine), ``offline_methods`` (``event.offline.*``, ``feature.get``).
+* Push&Pull: ``pull`` (``PullHub``), ``pull_config`` (``pull.application.config.get``),
+  ``pull_channels``, ``pull_framing`` (v3 NGINX markers, v4 JSON arrays, v5),
+  ``pull_endpoints`` (WebSocket and long polling).
+* Driving it: ``control`` (the Python control API: seed data, act as a UI user, expire
+  tokens, set limits, inject faults, read the request log and the queue) and
+  ``control_http`` (the same under ``/_emulator/``), ``server`` (uvicorn on loopback,
+  HTTPS with a throwaway test CA).
 """
