@@ -24,6 +24,8 @@ go out and ``portal.pull.notify_offline(client_id, {connector: count})`` is call
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +43,9 @@ from connector.emulator.crm_fields import (
 from connector.emulator.crm_userfields import UserField, normalise_name
 from connector.emulator.filter_ops import (
     Condition,
+    IdRange,
     as_list,
+    id_range,
     matches,
     parse_filter,
     parse_order,
@@ -79,6 +83,8 @@ class CrmStore:
     def __init__(self, portal: Portal) -> None:
         self.portal = portal
         self._records: dict[str, dict[int, CrmRecord]] = {e: {} for e in ENTITY_TYPES}
+        self._ids: dict[str, list[int]] = {e: [] for e in ENTITY_TYPES}
+        """Every entity's record IDs, ascending (the index ``query`` bisects)."""
         self._next_id: dict[str, int] = dict.fromkeys(ENTITY_TYPES, 1)
         self._userfields: dict[str, dict[str, UserField]] = {e: {} for e in ENTITY_TYPES}
         self._next_multi_id = 1
@@ -161,7 +167,7 @@ class CrmStore:
         return int(entity_id) in self._records[entity_type(entity).name]
 
     def ids(self, entity: str) -> list[int]:
-        return sorted(self._records[entity_type(entity).name])
+        return list(self._ids[entity_type(entity).name])
 
     def count(self, entity: str) -> int:
         return len(self._records[entity_type(entity).name])
@@ -241,30 +247,105 @@ class CrmStore:
         order: object = None,
         select: object = None,
         start: int = 0,
+        use_index: bool = True,
     ) -> tuple[list[dict[str, Any]], int | None]:
-        """``crm.<entity>.list``: one page of 50 and the total (``None`` when start=-1)."""
+        """``crm.<entity>.list``: one page of 50 and the total (``None`` when start=-1).
+
+        Candidates come from the sorted ID index, narrowed first by the filter's ID
+        window (``>ID``, ``<=ID``, ``@ID``, ... — see ``filter_ops.id_range``); the rest of
+        the filter then runs on those only. When the order starts with ID they are
+        already in order, so without a total (``start=-1``) the scan stops at a full page.
+        Only the returned rows are rendered. ``use_index=False`` runs the whole filter
+        over every record and sorts: the reference the index must agree with (tests).
+        """
         etype = entity_type(entity)
         known = {*etype.fields, *self._userfields[etype.name]}
         conds = [c for c in parse_filter(filter, error_code="") if c.field in known]
         sort = [(n, d) for n, d in parse_order(order, error_code="") if n in known] or [
             ("ID", False)
         ]
-        rows = [
-            r for _, r in sorted(self._records[etype.name].items()) if self._passes(etype, conds, r)
-        ]
-        rows = sort_rows(
-            rows, sort, lambda r, f: self._sort_value(etype, r, f), lambda f: self._kind(etype, f)
-        )
-        fields = self._select(etype, select)
+        kinds = {c.field: self._kind(etype, c.field) for c in conds}
         offset = 0 if start < 0 else start
-        page = [self._render(etype, r, fields) for r in rows[offset : offset + PAGE_SIZE]]
-        return page, (None if start < 0 else len(rows))
+        records = self._records[etype.name]
+        by_id = use_index and sort[0][0] == "ID"
+        if not use_index:
+            rows = [r for _, r in sorted(records.items()) if self._passes(etype, conds, kinds, r)]
+        else:
+            window = id_range(conds)
+            conds = window.rest(conds)
+            ids, positions = self._window(etype, window, descending=by_id and sort[0][1])
+            if by_id and not conds:
+                total = len(positions)
+                rows = [records[ids[k]] for k in positions[offset : offset + PAGE_SIZE]]
+            elif by_id:
+                candidates = (records[ids[k]] for k in positions)
+                rows, total = self._scan(
+                    etype, conds, kinds, candidates, offset, counted=start >= 0
+                )
+            else:
+                rows = [records[ids[k]] for k in positions]
+                rows = [r for r in rows if self._passes(etype, conds, kinds, r)]
+        if not by_id:
+            rows = sort_rows(
+                rows,
+                sort,
+                lambda r, f: self._sort_value(etype, r, f),
+                lambda f: self._kind(etype, f),
+            )
+            total = len(rows)
+            rows = rows[offset : offset + PAGE_SIZE]
+        fields = self._select(etype, select)
+        page = [self._render(etype, r, fields) for r in rows]
+        return page, (None if start < 0 else total)
 
-    def _passes(self, etype: EntityType, conds: list[Condition], record: CrmRecord) -> bool:
+    def _window(
+        self, etype: EntityType, window: IdRange, *, descending: bool
+    ) -> tuple[list[int], range]:
+        """The stored IDs inside ``window``: a sorted ID list and the positions in it to
+        visit, in ID order (ascending or descending). Bisecting the index, no copying."""
+        ids = self._ids[etype.name]
+        if window.members is not None:
+            records = self._records[etype.name]
+            ids = sorted(i for i in window.members if i in records and window.allows(i))
+            lo, hi = 0, len(ids)
+        else:
+            lo = 0 if window.low is None else bisect_left(ids, window.low)
+            hi = len(ids) if window.high is None else bisect_right(ids, window.high)
+            hi = max(lo, hi)
+        return ids, (range(hi - 1, lo - 1, -1) if descending else range(lo, hi))
+
+    def _scan(
+        self,
+        etype: EntityType,
+        conds: list[Condition],
+        kinds: dict[str, str],
+        candidates: Iterable[CrmRecord],
+        offset: int,
+        *,
+        counted: bool,
+    ) -> tuple[list[CrmRecord], int]:
+        """Filter ordered candidates: the page at ``offset`` and, if ``counted``, the total
+        (otherwise the scan stops once the page is full and the count is partial)."""
+        page: list[CrmRecord] = []
+        passed = 0
+        end = offset + PAGE_SIZE
+        for record in candidates:
+            if not self._passes(etype, conds, kinds, record):
+                continue
+            if offset <= passed < end:
+                page.append(record)
+            passed += 1
+            if passed >= end and not counted:
+                break
+        return page, passed
+
+    def _passes(
+        self, etype: EntityType, conds: list[Condition], kinds: dict[str, str], record: CrmRecord
+    ) -> bool:
         return matches(
             conds,
             lambda name: self._values_for_filter(etype, record, name),
-            lambda name: self._kind(etype, name),
+            kinds.__getitem__,
         )
 
     def _sort_value(self, etype: EntityType, record: CrmRecord, name: str) -> Any:
@@ -372,6 +453,7 @@ class CrmStore:
             record.values["NAME"] = "Untitled"
         self._next_id[etype.name] += 1
         self._records[etype.name][record.id] = record
+        insort(self._ids[etype.name], record.id)
         self._fire(call, etype, "ADD", record.id)
         if ctx is None:
             self._finish_ui(call)
@@ -406,6 +488,8 @@ class CrmStore:
         call = ctx or self._ui_context(user_id)
         record = self._record(etype, entity_id)
         del self._records[etype.name][record.id]
+        ids = self._ids[etype.name]
+        del ids[bisect_left(ids, record.id)]
         self._fire(call, etype, "DELETE", record.id)
         if ctx is None:
             self._finish_ui(call)

@@ -6,7 +6,9 @@ with ``=``/no prefix means "one of" (as ``@``), with ``!``/``!=`` "none of".
 
 Values are compared by a *kind* the caller supplies per field: ``"int"``, ``"float"``,
 ``"date"`` (ISO-8601 strings or epoch seconds) or ``"str"``. ``None`` and ``""`` are
-both "empty" and equal to each other, as in the portal's SQL.
+both "empty" and equal to each other, as in the portal's SQL. The exception is a range
+operator (``>``, ``>=``, ``<``, ``<=``) on a ``"str"`` field: ``CSQLWhere`` writes it as a
+plain string comparison, so ``{">PROCESS_ID": ""}`` matches every non-empty value.
 """
 
 from __future__ import annotations
@@ -150,6 +152,25 @@ def _compare(stored: Any, op: str, wanted: Any) -> bool:
         return bool(str(stored) > str(wanted)) if op == ">" else False
 
 
+def _sql_text(value: object) -> str | None:
+    """A string column's value as SQL sees it: NULL stays ``None``, anything else text."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "1" if value else ""
+    return str(value).lower()
+
+
+def _text_range(stored: object, op: str, wanted: object) -> bool:
+    """``FIELD > 'value'`` on a string column, as ``CSQLWhere::addStringFilter`` writes it
+    (no special case for ``''``, unlike ``=``): ``>''`` is every non-empty value and
+    ``<''`` nothing; NULL compares false. Case-insensitive, like the ``_ci`` collation."""
+    text, bound = _sql_text(stored), _sql_text(wanted) or ""
+    if text is None:
+        return False
+    return _compare(text, op, bound)
+
+
 def _equal(stored: Any, wanted: Any) -> bool:
     if stored is None or wanted is None:
         return stored is None and wanted is None
@@ -168,11 +189,14 @@ def value_matches(values: list[Any], cond: Condition, kind: str) -> bool:
         as_list(cond.value) if isinstance(cond.value, list | tuple | Mapping) else [cond.value]
     )
     wanted = [normalise(w, kind) for w in raw_wanted]
-    if base in ("", "=", "@"):
+    if base in ("", "=", "@") or (base == "%" and wanted == [None] and kind == "str"):
+        # ``%FIELD: ""`` is ``_Empty(FIELD)`` in CSQLWhere, the same as ``=FIELD: ""``.
         hit = any(_equal(s, w) for s in stored for w in wanted)
     elif base in ("%", "=%", "%="):
         needles = [str(w).lower() for w in wanted if w is not None]
         hit = any(s is not None and any(n in str(s).lower() for n in needles) for s in stored)
+    elif base in (">", ">=", "<", "<=") and kind == "str":
+        hit = any(_text_range(v, base, w) for v in values or [None] for w in raw_wanted)
     elif base in (">", ">=", "<", "<="):
         hit = any(_compare(s, base, w) for s in stored for w in wanted)
     else:
@@ -208,3 +232,80 @@ def sort_rows(
 
         result.sort(key=key, reverse=descending)
     return result
+
+
+@dataclass(frozen=True)
+class IdRange:
+    """The IDs an ID filter lets through.
+
+    ``low``/``high`` are inclusive (``None`` = open); ``members`` is the set of IDs an
+    equality / ``@`` condition allows (``None`` = any). A row outside them cannot pass.
+    ``covered`` are the conditions the window states exactly (a row inside it passes
+    them), so only the other conditions need checking row by row.
+    """
+
+    low: int | None = None
+    high: int | None = None
+    members: frozenset[int] | None = None
+    covered: tuple[Condition, ...] = ()
+
+    def allows(self, value: int) -> bool:
+        return (
+            (self.low is None or value >= self.low)
+            and (self.high is None or value <= self.high)
+            and (self.members is None or value in self.members)
+        )
+
+    def rest(self, conditions: Iterable[Condition]) -> list[Condition]:
+        """``conditions`` without the ones this window covers."""
+        return [c for c in conditions if not any(c is k for k in self.covered)]
+
+
+def id_range(conditions: Iterable[Condition], field: str = "ID") -> IdRange:
+    """The window the plain (not negated) ``>``, ``>=``, ``<``, ``<=``, ``=`` and ``@``
+    conditions on the positive integer ``field`` leave open, as :func:`value_matches`
+    reads them.
+
+    Values that can never match (``None``, an empty list, text for anything but ``>``)
+    are dropped; a condition left with none matches no row. Text that ``>`` could still
+    match (it compares text with text) gives no bound and stays uncovered, so the window
+    never excludes a row the filter would pass.
+    """
+    low: int | None = None
+    high: int | None = None
+    members: frozenset[int] | None = None
+    covered: list[Condition] = []
+    for cond in conditions:
+        if cond.field != field or cond.op not in ("", "=", "@", ">", ">=", "<", "<="):
+            continue
+        raw = (
+            as_list(cond.value) if isinstance(cond.value, list | tuple | Mapping) else [cond.value]
+        )
+        try:
+            wanted = [normalise(w, "int") for w in raw]
+        except (ValueError, OverflowError):
+            continue
+        if not all(w is None or isinstance(w, int | str) for w in wanted):
+            continue
+        if cond.op in ("", "=", "@"):
+            # text and empty values never equal a stored ID, so only the numbers count
+            allowed = frozenset(w for w in wanted if isinstance(w, int))
+            members = allowed if members is None else members & allowed
+            covered.append(cond)
+            continue
+        if cond.op == ">" and any(isinstance(w, str) and w[:1] <= "9" for w in wanted):
+            # ``>`` falls back to comparing text: str(ID) > "-x" can hold for any ID
+            continue
+        covered.append(cond)
+        numbers = [w for w in wanted if isinstance(w, int)]
+        if not numbers:
+            # empty, NULL or text (never above a positive ID's digits): nothing matches,
+            # as for a batch reference past the end of the previous page
+            members = frozenset()
+        elif cond.op in (">", ">="):
+            bound = min(numbers) + (1 if cond.op == ">" else 0)
+            low = bound if low is None else max(low, bound)
+        else:
+            bound = max(numbers) - (1 if cond.op == "<" else 0)
+            high = bound if high is None else min(high, bound)
+    return IdRange(low, high, members, tuple(covered))

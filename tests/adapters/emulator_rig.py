@@ -24,23 +24,6 @@ BASE = "https://emulator.bitrix24.test"
 CONNECTOR = "erp"
 
 
-class FollowingClock(EmulatorClock):
-    """The emulator's clock, reading the client's test clock so both see one time."""
-
-    def __init__(self, source: ManualClock | VirtualClock) -> None:
-        super().__init__()
-        self.source = source
-
-    def now(self) -> float:
-        return self.source.now()
-
-    def monotonic(self) -> float:
-        return self.source.now()
-
-    def advance(self, seconds: float) -> None:
-        self.source.time += seconds
-
-
 class EmulatorRig:
     """An emulator with an installed app, and a RestClient with OAuth and a governor."""
 
@@ -54,7 +37,7 @@ class EmulatorRig:
         hooks: list[Callable[[httpx.Response], Any]] | None = None,
     ) -> None:
         self.clock = clock or ManualClock(start=datetime.now(UTC).timestamp())
-        self.emulator = Emulator(clock=FollowingClock(self.clock))
+        self.emulator = Emulator(clock=EmulatorClock(source=self.clock.now))
         answer = self.emulator.install_app(scopes=("crm", "pull", "user"))
         self.tokens = MemoryTokens(
             parse_token_answer(
