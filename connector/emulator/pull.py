@@ -26,6 +26,7 @@ import hashlib
 import threading
 from collections import Counter, deque
 from dataclasses import asdict, dataclass
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from connector.emulator.pull_channels import Channel, ChannelProblem, ChannelStore
@@ -278,7 +279,8 @@ class PullHub:
 
     # ------------------------------------------------------------------ connections
     def parse(self, query: Mapping[str, str]) -> SubscribeRequest | Refusal:
-        """Validate a connection query (``CHANNEL_ID``, ``clientId``, ``mid``, ``format``)."""
+        """Validate a connection query (``CHANNEL_ID``, ``clientId``, ``mid`` or
+        ``tag``/``time``, ``format``)."""
         raw = query.get("CHANNEL_ID", "")
         items = [item for item in raw.split("/") if item]
         if not items:
@@ -293,12 +295,36 @@ class PullHub:
         if self.settings.mode == "shared" and query.get("clientId") != self.push_client_id:
             self.stats["refused_client_id"] += 1
             return Refusal("wrong clientId")
+        mid = query.get("mid") or None
+        if mid is None and query.get("time"):
+            mid = self._mid_from_tag_time(channels, query.get("tag", ""), query["time"])
         return SubscribeRequest(
             tuple(channels),
-            query.get("mid") or None,
+            mid,
             query.get("format", "").lower() == "json",
             query.get("jsonRpc", "").lower() == "true",
         )
+
+    def _mid_from_tag_time(self, channels: list[Channel], tag: str, when: str) -> str | None:
+        """Servers ≤2 resume by ``tag``/``time`` of the last message seen (§8.3), not
+        ``mid``: find that message's ``mid``; an unknown tag falls back to the last
+        message published by ``time``, or to the start of history if all came later."""
+        try:
+            stamp = int(parsedate_to_datetime(when).timestamp())
+        except (TypeError, ValueError):
+            return None
+        public = {c.public_id for c in channels}
+        with self._lock:
+            history = sorted(
+                (m for pid in public for m in self._history.get(pid, ())), key=lambda m: m.id
+            )
+        exact = [m for m in history if m.tag == tag and int(m.created) == stamp]
+        if exact:
+            return exact[-1].mid
+        seen = [m for m in history if int(m.created) <= stamp]
+        if seen:
+            return seen[-1].mid
+        return f"{stamp:010d}{0:016d}" if history else None
 
     def attach(self, sub: Subscriber, mid: str | None) -> list[PullMessage]:
         """Register a live subscriber; return the history it missed since ``mid``."""

@@ -1,7 +1,8 @@
 """The Push&Pull connection endpoints: WebSocket and long polling (digest §8.3, A23).
 
 Both take ``CHANNEL_ID`` (ids joined by ``/``, URL-encoded), ``clientId``, ``format=json``,
-``mid`` (``jsonRpc``, ``revision``, ``tag``/``time`` are accepted and ignored).
+``mid``, or ``tag``/``time`` for servers ≤2 (``PullHub.parse`` turns them into a ``mid``);
+``jsonRpc`` and ``revision`` are accepted and ignored.
 
 * WebSocket (``/subws/`` and ``/sub/``): on connect, one frame with the history missed
   since ``mid``; then one frame per delivery (messages that queued up together share a
