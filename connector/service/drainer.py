@@ -282,9 +282,13 @@ class Drainer:
         """Process ids holding locked records of this connector that the journal lacks."""
         pids: list[str] = []
         start = 0
-        while True:  # unfiltered: queue filters compare inconsistently on empty strings
+        # PROCESS_ID > '' selects the locked records: the rest module hands string
+        # filters to SQL as plain comparisons, and every process id sorts after ''.
+        # Filtering there keeps a start-up after a long outage from paging the backlog.
+        while True:
             answer = await self.portal.call(
-                "event.offline.list", {"order": {"ID": "ASC"}, "start": start}
+                "event.offline.list",
+                {"filter": {">PROCESS_ID": ""}, "order": {"ID": "ASC"}, "start": start},
             )
             rows = answer.result if isinstance(answer.result, list) else []
             for row in rows:

@@ -172,3 +172,18 @@ async def test_steady_state_costs_at_most_0_06_calls_per_record(bench: Bench) ->
     calls = bench.rest_calls() - before - 1  # the final empty get is not steady state
     assert stats.records == 200
     assert calls / stats.records <= 0.06, (calls, stats.records)
+
+
+async def test_adopting_orphans_reads_only_locked_records(bench: Bench) -> None:
+    """After a crash between get and the journal write, resume finds the orphaned lock with
+    one event.offline.list call even when a backlog of 120 free records waits."""
+    for n in range(3):
+        add_company(bench, f"Locked {n}")
+    with pytest.raises(Crash):
+        await bench.drainer(crash_at="after_get").drain_once()
+    for n in range(120):
+        add_company(bench, f"Waiting {n}")
+    before = len(bench.emulator.requests("event.offline.list"))
+    stats = await bench.drainer().resume()
+    assert len(bench.emulator.requests("event.offline.list")) - before == 1
+    assert stats.resumed == 1 and stats.inserted == 3
