@@ -29,6 +29,7 @@ import importlib
 import logging
 import secrets
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -142,6 +143,7 @@ class Emulator(ControlAPI):
         rate_burst: int | None = None,
         clock: Clock | None = None,
         require_https: bool = False,
+        log_limit: int = 100_000,
     ) -> None:
         load_method_modules()
         self.clock = clock or Clock()
@@ -150,7 +152,9 @@ class Emulator(ControlAPI):
         self.oauth = OAuthServer(clock=self.clock)
         self.portals: dict[str, Portal] = {}
         self.webhooks: dict[str, Webhook] = {}
-        self.log: list[LogEntry] = []
+        # the newest ``log_limit`` requests: a long-running emulator must not grow forever
+        self.log: deque[LogEntry] = deque(maxlen=log_limit)
+        self._seq = 0
         self.internal_errors: list[str] = []
         self.lock = threading.RLock()
         """Held while a request touches portal state (and by the control API)."""
@@ -246,8 +250,9 @@ class Emulator(ControlAPI):
         self, portal: Portal, method: str, params: dict[str, Any], *, kind: str = "rest"
     ) -> LogEntry:
         with self.lock:
+            self._seq += 1
             entry = LogEntry(
-                seq=len(self.log) + 1,
+                seq=self._seq,
                 time=self.clock.now(),
                 portal=portal.member_id,
                 method=method,

@@ -35,6 +35,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -143,7 +144,7 @@ class ControlAPI:
     clock: Clock
     oauth: OAuthServer
     portals: dict[str, Portal]
-    log: list[LogEntry]
+    log: deque[LogEntry]
     default_portal: Portal
     seed: int
     lock: threading.RLock

@@ -275,3 +275,15 @@ async def test_online_event_handlers_receive_form_posts(
     offline = by_url["https://erp.example.test/offline"]
     assert offline["event"] == "ONOFFLINEEVENT"
     assert offline["auth"]["refresh_token"]
+
+
+async def test_the_request_log_keeps_only_the_newest_entries() -> None:
+    """A long-running emulator keeps at most ``log_limit`` log entries; sequence numbers
+    keep counting so ``since`` filters stay right."""
+    small = Emulator(log_limit=3)
+    creds = small.install_app(scopes=("crm",))
+    async with small.client("https://emulator.bitrix24.test") as client:
+        for _ in range(5):
+            await client.get("/rest/server.time", params={"auth": creds["access_token"]})
+    assert [e.seq for e in small.log] == [3, 4, 5]
+    assert [e.seq for e in small.requests(since=4)] == [5]
