@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
+from connector.adapters.store.database import write_transaction
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.journal import APPLIED, Journal
 from connector.core.batch_commands import Command, CommandOutcome
@@ -180,7 +181,7 @@ class Drainer:
         flagged: list[str] = []
         now = datetime.now(UTC)
         done: set[tuple[str, int]] = set()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             for bad in plan.bad:
                 log.warning("bad queue record: %s", bad.error)
                 self.writer.record_error(

@@ -1,10 +1,20 @@
-"""Engines for the supported databases: SQLite, PostgreSQL (psycopg 3), MariaDB/MySQL (PyMySQL)."""
+"""Engines for the supported databases: SQLite, PostgreSQL (psycopg 3), MariaDB/MySQL (PyMySQL).
+
+SQLite gets SQLAlchemy's documented transaction recipe: pysqlite's own ``BEGIN`` handling
+is switched off and SQLAlchemy emits ``BEGIN`` itself, so a transaction really spans
+every statement in it and savepoints nest inside it (left alone, pysqlite on Python 3.11
+runs reads outside any transaction and a released savepoint commits on its own).
+:func:`write_transaction` / :func:`lock_for_write` take SQLite's write lock at ``BEGIN``
+(``BEGIN IMMEDIATE``) where a read-then-write must not race another process.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -24,11 +34,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN (see _sqlite_begin)
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             if parsed.database not in (None, "", ":memory:"):
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -38,3 +54,23 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def backend_name(url: str) -> str:
     """``sqlite``, ``postgresql`` or ``mysql``."""
     return make_url(url).get_backend_name()
+
+
+def lock_for_write(conn: Connection) -> None:
+    """Begin ``conn``'s transaction holding SQLite's write lock; call it before any statement.
+
+    Elsewhere it does nothing: PostgreSQL and MariaDB lock rows with ``FOR UPDATE``.
+    """
+    if conn.dialect.name == "sqlite" and not conn.in_transaction():
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        conn.begin()
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """``engine.begin()``, but on SQLite the write lock is taken at ``BEGIN``."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            yield conn

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from connector.adapters.store.database import lock_for_write
 from connector.adapters.store.tables import sync_rate_bucket
 from connector.core.rate_bucket import BucketProfile, BucketState, penalize, reserve
 from connector.errors import StoreError
@@ -62,8 +63,7 @@ class SqlBucketLedger:
         for attempt in range(3):
             try:
                 with self.engine.connect() as conn:
-                    if self.engine.dialect.name == "sqlite":
-                        conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, up front
+                    lock_for_write(conn)  # SQLite: the write lock, up front
                     current = self._read(conn, lock=True)
                     new = change(current or BucketState())
                     values = {

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from connector.adapters.store.database import lock_for_write
 from connector.adapters.store.tables import sync_token
 from connector.core.oauth_tokens import TokenSet
 from connector.core.portal_answers import AUTH_SET_HINT
@@ -116,8 +117,7 @@ class TokenStore:
         return fresh
 
     def _lock(self, conn: Connection) -> None:
-        if self._sqlite:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        lock_for_write(conn)  # SQLite: BEGIN IMMEDIATE; others lock the row FOR UPDATE
 
     def _locked_row(self, conn: Connection) -> TokenSet | None:
         query = select(sync_token).where(sync_token.c.portal == self.portal)
