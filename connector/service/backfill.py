@@ -10,15 +10,19 @@ Every window (the rows of one request) is applied in **one transaction** through
 the entity's cursor in ``sync_cursor`` (``backfill:<entity>`` = the last ID applied). A
 kill at any point therefore resumes from the last committed window: nothing before the
 cursor is read again, nothing after it is skipped. A finished entity is marked
-``finished`` and left alone until ``restart=True``.
+``finished`` and left alone until ``restart=True``. Paging stops at the highest ID
+probed when the entity starts (one cheap request, which also feeds the progress bar):
+anything created later reaches the ERP through the queue.
 
 **Live events win.** The queue drainer may run while a backfill reads. The time is noted
-before each window is requested; a record whose ``sync_link.updated_at`` is not older
-than that read time was written by someone (the drainer) from a state at least as fresh,
-so the backfill's copy is skipped. Skipping is always safe: the offline events are bound
-before any read, so every change after the drainer's own fetch is still in the queue.
-MariaDB/MySQL keep ``DATETIME`` to the second, so there the read time is floored to the
-second first (a tie skips, which is the safe side).
+before each window is requested; a record is skipped when a live event wrote it at or
+after that read time: its ``sync_link.updated_at`` is not older, or a drain batch
+applied since then names it (``sync_journal``; this covers a drain that found nothing to
+change and so left the link's time alone, e.g. an edit and its undo while the window
+was in flight). Skipping is always safe: the offline events are bound before any read,
+so every change after the drainer's own fetch is still in the queue. MariaDB/MySQL keep
+``DATETIME`` to the second, so there the read time is floored to the second first (a
+tie skips, which is the safe side).
 
 A record whose value its column cannot hold (:class:`~connector.errors.RecordError`) is
 kept in ``sync_record_error`` and the window proceeds.
@@ -27,6 +31,7 @@ kept in ``sync_record_error`` and the window proceeds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -36,11 +41,14 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
+from connector.adapters.store.database import write_transaction
 from connector.adapters.store.erp_writer import ErpWriter
-from connector.adapters.store.tables import sync_cursor, sync_link
+from connector.adapters.store.journal import APPLIED, CLEARED
+from connector.adapters.store.tables import sync_cursor, sync_journal, sync_link
 from connector.core.batch_commands import MAX_COMMANDS
 from connector.core.id_window import IdWindow, page_rows, row_id
 from connector.core.mapping_model import EntityMapping, MappingSet
+from connector.core.queue_records import plan_batch
 from connector.errors import ConfigError, PortalError, RecordError
 
 __all__ = [
@@ -190,23 +198,22 @@ def resolve_entities(mappings: MappingSet, names: Iterable[str] | None) -> list[
     return [m for m in mappings if m.entity in chosen]
 
 
-def _begin_immediately(conn: Connection) -> None:
-    """Make the window one real transaction on SQLite, holding the write lock.
-
-    pysqlite (Python 3.11) sends no ``BEGIN`` before the first write, and a ``SAVEPOINT``
-    outside a transaction commits on ``RELEASE``: each record's savepoint would commit on
-    its own. ``BEGIN IMMEDIATE`` opens the transaction and takes the write lock at once,
-    so a concurrent drainer cannot commit between the link check and the writes.
-    """
-    if conn.dialect.name != "sqlite":
-        return
-    dbapi = conn.connection.dbapi_connection
-    if dbapi is not None and not getattr(dbapi, "in_transaction", True):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+def _db_time(conn: Connection, value: datetime) -> datetime:
+    """``value`` as the database compares it: naive UTC where the column keeps no zone."""
+    if conn.dialect.name == "postgresql":
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_Fetch = tuple[datetime, "asyncio.Future[list[Mapping[str, Any]]]"]
+
+
+class _BadRecordInWindow(Exception):
+    """A record of the window is bad: roll back and apply it again, carefully."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +234,7 @@ class Backfiller:
         pages_per_request: int = MAX_COMMANDS,
         checkpoint: Checkpoint = _no_checkpoint,
         now: Callable[[], datetime] = _utc_now,
+        prefetch: bool = True,
     ) -> None:
         if not 1 <= pages_per_request <= MAX_COMMANDS:
             raise ValueError(f"pages_per_request must be 1..{MAX_COMMANDS}")
@@ -237,6 +245,7 @@ class Backfiller:
         self.pages_per_request = pages_per_request
         self.checkpoint = checkpoint
         self.now = now
+        self.prefetch = prefetch
         self._second_precision = engine.dialect.name in ("mysql", "mariadb")
 
     # --- the run -------------------------------------------------------------------------
@@ -272,30 +281,11 @@ class Backfiller:
             if progress is not None:
                 progress.entity_done(mapping.entity, stats)
             return stats
+        top = await self._top_id(mapping)
         if progress is not None:
-            top = await self._top_id(mapping)
             progress.entity_started(mapping.entity, after=state.last_id, top_id=top)
-        window = IdWindow(f"{mapping.entity}.list", {"select": mapping.portal_codes()})
-        pages = self.portal.iter_pages(
-            window, after=state.last_id, batched=True, pages_per_request=self.pages_per_request
-        )
-        try:
-            while True:
-                read_at = self.now()  # before the request: the read is at least this fresh
-                try:
-                    rows = await anext(pages)
-                except StopAsyncIteration:
-                    break
-                self.checkpoint("after_read")
-                done = await asyncio.to_thread(self._apply_window, mapping, rows, read_at)
-                stats.merge(done)
-                self.checkpoint("after_commit")
-                if progress is not None:
-                    progress.window_applied(mapping.entity, stats)
-        finally:
-            closer = getattr(pages, "aclose", None)
-            if closer is not None:
-                await closer()
+        if top is None or top > state.last_id:
+            await self._page(mapping, state.last_id, top, stats, progress)
         await asyncio.to_thread(self._finish_cursor, name, stats.last_id)
         stats.finished = True
         log.info(
@@ -310,8 +300,66 @@ class Backfiller:
             progress.entity_done(mapping.entity, stats)
         return stats
 
+    async def _page(
+        self,
+        mapping: EntityMapping,
+        after: int,
+        top: int | None,
+        stats: EntityStats,
+        progress: BackfillProgress | None,
+    ) -> None:
+        """Read and apply window after window, from ``after`` up to ``top`` (the end when
+        ``None``); a record created after the top was probed reaches us through the queue.
+
+        With ``prefetch`` the next window is requested while this one is applied, so the
+        portal's answer time and the rate governor's wait overlap the local apply. A
+        prefetched window is only read, never committed, before its turn: a kill loses
+        nothing but that read.
+        """
+        window = IdWindow(f"{mapping.entity}.list", {"select": mapping.portal_codes()})
+        pages = self.portal.iter_pages(
+            window, after=after, batched=True, pages_per_request=self.pages_per_request
+        )
+
+        def fetch() -> _Fetch:
+            read_at = self.now()  # before the request: the read is at least this fresh
+            return read_at, asyncio.ensure_future(anext(pages))
+
+        pending: _Fetch | None = fetch() if top is None or after < top else None
+        try:
+            while pending is not None:
+                read_at, task = pending
+                pending = None
+                try:
+                    rows = await task
+                except StopAsyncIteration:
+                    break
+                self.checkpoint("after_read")
+                if self.prefetch and (top is None or row_id(rows[-1]) < top):
+                    pending = fetch()
+                done = await asyncio.to_thread(self._apply_window, mapping, rows, read_at)
+                stats.merge(done)
+                self.checkpoint("after_commit")
+                if progress is not None:
+                    progress.window_applied(mapping.entity, stats)
+                if pending is None and not self.prefetch and (top is None or stats.last_id < top):
+                    pending = fetch()
+        finally:
+            if pending is not None:
+                pending[1].cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                    await pending[1]
+            closer = getattr(pages, "aclose", None)
+            if closer is not None:
+                await closer()
+
     async def _top_id(self, mapping: EntityMapping) -> int | None:
-        """The highest ID now (one cheap request, for the progress display only)."""
+        """The highest ID now: one cheap request (one page of IDs, no count).
+
+        It lets the progress bar show a position, and paging stop at that ID instead of
+        paying one more (49 chained, wasted) list request to find the end: anything
+        created later carries a queue event, as the bindings predate this probe.
+        """
         try:
             answer = await self.portal.call(
                 f"{mapping.entity}.list", {"order": {"ID": "DESC"}, "select": ["ID"], "start": -1}
@@ -368,10 +416,19 @@ class Backfiller:
     def _apply_window(
         self, mapping: EntityMapping, rows: Sequence[Mapping[str, Any]], read_at: datetime
     ) -> EntityStats:
-        """Apply one window and move the cursor, all in one transaction."""
+        """Apply one window and move the cursor, all in one transaction.
+
+        Records are applied without a savepoint each (two round trips fewer per record);
+        the first bad record rolls the window back and it is applied again with a
+        savepoint per record, so the bad one is kept aside and the rest commits.
+        """
+        careful = False
         for attempt in range(1, APPLY_ATTEMPTS + 1):
             try:
-                return self._apply_window_once(mapping, rows, read_at)
+                return self._apply_window_once(mapping, rows, read_at, careful=careful)
+            except _BadRecordInWindow:
+                careful = True
+                continue
             except sa.exc.IntegrityError:
                 # a concurrent drainer inserted a link first; its row is fresher and the
                 # next attempt sees it (and skips that record)
@@ -383,15 +440,21 @@ class Backfiller:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _apply_window_once(
-        self, mapping: EntityMapping, rows: Sequence[Mapping[str, Any]], read_at: datetime
+        self,
+        mapping: EntityMapping,
+        rows: Sequence[Mapping[str, Any]],
+        read_at: datetime,
+        *,
+        careful: bool,
     ) -> EntityStats:
         stats = EntityStats(mapping.entity, windows=1)
         ids = [row_id(r) for r in rows]
         cutoff = self._cutoff(read_at)
         now = self.now()
         name = cursor_name(mapping.entity)
-        with self.engine.begin() as conn:
-            _begin_immediately(conn)
+        # the write lock up front: a concurrent drainer cannot commit between the
+        # link check and the writes
+        with write_transaction(self.engine) as conn:
             fresh = self._fresh_links(conn, mapping.entity, ids, cutoff)
             for index, (b24_id, row) in enumerate(zip(ids, rows, strict=True)):
                 if index == 1:
@@ -399,6 +462,15 @@ class Backfiller:
                 stats.records += 1
                 if b24_id in fresh:
                     stats.skipped += 1
+                    continue
+                if not careful:
+                    try:
+                        outcome = self.writer.apply(
+                            conn, mapping, b24_id, row, message_id=None, now=now
+                        )
+                    except RecordError:
+                        raise _BadRecordInWindow from None
+                    stats.count(outcome.action)
                     continue
                 try:
                     with conn.begin_nested():
@@ -432,8 +504,11 @@ class Backfiller:
     def _fresh_links(
         self, conn: Connection, entity: str, ids: Sequence[int], cutoff: datetime
     ) -> set[int]:
-        """IDs whose link was written at or after ``cutoff`` (locked for this window)."""
-        fresh: set[int] = set()
+        """IDs a live event wrote at or after ``cutoff``: their link changed then (locked
+        for this window), or a drain batch applied after then named them. The second
+        covers a drain that found the state equal to its base and so left the link
+        alone (a change and its undo while the window was in flight)."""
+        fresh = self._drained_since(conn, entity, cutoff)
         for start in range(0, len(ids), LINK_CHUNK):
             chunk = ids[start : start + LINK_CHUNK]
             query = (
@@ -445,6 +520,18 @@ class Backfiller:
                 if updated_at is not None and _as_utc(updated_at) >= cutoff:
                     fresh.add(int(b24_id))
         return fresh
+
+    def _drained_since(self, conn: Connection, entity: str, cutoff: datetime) -> set[int]:
+        query = sa.select(sync_journal.c.events, sync_journal.c.updated_at).where(
+            sync_journal.c.updated_at >= _db_time(conn, cutoff),
+            sync_journal.c.state.in_((APPLIED, CLEARED)),
+        )
+        drained: set[int] = set()
+        for events, updated_at in conn.execute(query):
+            if _as_utc(updated_at) < cutoff or not isinstance(events, list):
+                continue
+            drained.update(plan_batch(events, self.mappings).targets().get(entity, ()))
+        return drained
 
 
 async def run_backfill(

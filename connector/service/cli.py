@@ -14,6 +14,7 @@ from connector import __version__
 from connector.errors import ConnectorError
 from connector.service.commands import db as db_commands
 from connector.service.commands import pending
+from connector.service.commands.backfill import backfill
 from connector.service.commands.demo import demo
 from connector.service.commands.emulator import emulator
 from connector.service.commands.queue import queue
@@ -45,7 +46,7 @@ def _attach() -> None:
     for command in (
         run,
         sync,
-        pending.backfill,
+        backfill,
         pending.conflicts,
         queue,
         status,

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 import click
 
-from connector.errors import NotImplementedYet
 from connector.service.backfill import BackfillProgress, BackfillStats, EntityStats
 
 __all__ = ["LineProgress", "RichProgress", "backfill", "summary_line"]
@@ -139,20 +137,6 @@ class RichProgress(_Clocked):
         )
 
 
-@contextlib.asynccontextmanager
-async def _portal_client(factory: Any, cfg: Any) -> AsyncIterator[Any]:
-    """The client from the lead's factory: a client, an awaitable of one, or an async
-    context manager yielding one (closed on the way out)."""
-    made = factory(cfg)
-    if hasattr(made, "__aenter__"):
-        async with made as client:
-            yield client
-        return
-    if inspect.isawaitable(made):
-        made = await made
-    yield made
-
-
 def _progress_for(stream: TextIO) -> BackfillProgress | RichProgress:
     if stream.isatty():
         return RichProgress()
@@ -160,30 +144,30 @@ def _progress_for(stream: TextIO) -> BackfillProgress | RichProgress:
 
 
 async def _run(
-    factory: Any, cfg: Any, engine: Any, mappings: Any, entities: Iterable[str], restart: bool
+    cfg: Any, engine: Any, mappings: Any, entities: Iterable[str], restart: bool
 ) -> BackfillStats:
+    """Open the portal session, bind the offline events first, then backfill."""
+    from connector.service import wiring
     from connector.service.backfill import run_backfill
+    from connector.service.bindings import ensure_bindings
 
     sink = _progress_for(sys.stdout)
-    async with _portal_client(factory, cfg) as client:
-        if isinstance(sink, RichProgress):
-            with sink:
-                return await run_backfill(
-                    client,
-                    engine,
-                    mappings,
-                    entities=list(entities) or None,
-                    progress=sink,
-                    restart=restart,
-                )
-        return await run_backfill(
-            client,
-            engine,
-            mappings,
-            entities=list(entities) or None,
-            progress=sink,
-            restart=restart,
-        )
+    async with wiring.portal_session(cfg, engine) as session:
+        client = session.client
+
+        async def bind() -> None:
+            await ensure_bindings(client, mappings, cfg.connector_id)
+
+        with sink if isinstance(sink, RichProgress) else contextlib.nullcontext():
+            return await run_backfill(
+                client,
+                engine,
+                mappings,
+                entities=list(entities) or None,
+                progress=sink,
+                restart=restart,
+                before_read=bind,
+            )
 
 
 @click.command()
@@ -202,7 +186,8 @@ async def _run(
 def backfill(entities: tuple[str, ...], restart: bool) -> None:
     """Load every portal record into the ERP tables (resumable).
 
-    Reads each entity by ID window, 2,500 records per request, and commits each window
+    Binds the offline events first (so nothing changed meanwhile is lost), then reads each
+    entity by ID window, 2,500 records per request, and commits each window
     with its position: a killed backfill goes on from its last committed window. Queue
     events applied meanwhile win over the older backfill read.
     """
@@ -212,12 +197,9 @@ def backfill(entities: tuple[str, ...], restart: bool) -> None:
     cfg = wiring.settings()
     mappings = wiring.mappings(cfg)
     resolve_entities(mappings, entities)  # an unknown --entity exits 2 before any work
-    factory = getattr(wiring, "portal_client", None)
-    if factory is None:
-        raise NotImplementedYet("backfill")
-    engine = wiring.store_engine(cfg)
+    engine = wiring.ready_engine(cfg)
     try:
-        stats = asyncio.run(_run(factory, cfg, engine, mappings, entities, restart))
+        stats = asyncio.run(_run(cfg, engine, mappings, entities, restart))
     finally:
         engine.dispose()
     if stats.total("bad"):

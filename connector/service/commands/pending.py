@@ -13,19 +13,6 @@ from connector.errors import NotImplementedYet
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
-@click.command()
-@click.option(
-    "--entity",
-    "entity",
-    metavar="E",
-    default=None,
-    help="Only this entity (crm.company, crm.contact, crm.lead, crm.deal).",
-)
-def backfill(entity: str | None) -> None:
-    """Load every portal record into the ERP tables (resumable)."""
-    raise NotImplementedYet("backfill")
-
-
 @click.group()
 def conflicts() -> None:
     """Inspect and resolve fields changed on both sides."""
