@@ -1,9 +1,9 @@
 """Backfill throughput against the in-process emulator, on SQLite and (if reachable) PostgreSQL.
 
-Run from the checkout: ``.venv/bin/python bench/backfill.py [--records 5000]``.
-The default is 2,500 records per database (one full 50-page request), which keeps the
-run under a minute on SQLite plus PostgreSQL; the local apply (about 8 statements per
-record through ``ErpWriter``) dominates, so ``--records 5000`` takes about twice as long.
+Run from the checkout: ``.venv/bin/python bench/backfill.py [--records 10000]``.
+The default is 5,000 records per database (two full 50-page requests); the local apply
+goes through ``ErpWriter.apply_many`` (a few statements per window of 500), so the run
+takes seconds on SQLite plus PostgreSQL.
 
 Per database, one full backfill of ``--records`` seeded companies (crm.company) with the
 emulator enforcing **2 requests/s, burst 50**, and the REST client pacing itself with its
@@ -53,7 +53,7 @@ from tests.databases import ServerDatabase, server_database  # noqa: E402
 from tests.service.drain_harness import BASE, CONNECTOR, Bench, make_bench  # noqa: E402
 
 RATE, BURST = 2.0, 50
-DEFAULT_RECORDS = 2500  # one full batch request; keeps the default run under a minute
+DEFAULT_RECORDS = 5000  # two full batch requests; the default run takes seconds
 RECORDS_PER_REQUEST = 50 * 50
 BOUND = RECORDS_PER_REQUEST * RATE  # records/s
 
@@ -208,7 +208,7 @@ async def main(argv: list[str] | None = None) -> None:
         "--records",
         type=int,
         default=DEFAULT_RECORDS,
-        help=f"companies to seed per database (default {DEFAULT_RECORDS:,}: one full request)",
+        help=f"companies to seed per database (default {DEFAULT_RECORDS:,}: two full requests)",
     )
     parser.add_argument(
         "--databases",

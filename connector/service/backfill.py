@@ -49,7 +49,7 @@ from connector.core.batch_commands import MAX_COMMANDS
 from connector.core.id_window import IdWindow, page_rows, row_id
 from connector.core.mapping_model import EntityMapping, MappingSet
 from connector.core.queue_records import plan_batch
-from connector.errors import ConfigError, PortalError, RecordError
+from connector.errors import ConfigError, PortalError
 
 __all__ = [
     "BackfillProgress",
@@ -210,10 +210,6 @@ def _as_utc(value: datetime) -> datetime:
 
 
 _Fetch = tuple[datetime, "asyncio.Future[list[Mapping[str, Any]]]"]
-
-
-class _BadRecordInWindow(Exception):
-    """A record of the window is bad: roll back and apply it again, carefully."""
 
 
 @dataclass(frozen=True)
@@ -418,17 +414,13 @@ class Backfiller:
     ) -> EntityStats:
         """Apply one window and move the cursor, all in one transaction.
 
-        Records are applied without a savepoint each (two round trips fewer per record);
-        the first bad record rolls the window back and it is applied again with a
-        savepoint per record, so the bad one is kept aside and the rest commits.
+        The window goes through :meth:`ErpWriter.apply_many` (a few statements per
+        window); a record whose value does not convert comes back as an error outcome,
+        is kept in ``sync_record_error`` and the rest of the window commits.
         """
-        careful = False
         for attempt in range(1, APPLY_ATTEMPTS + 1):
             try:
-                return self._apply_window_once(mapping, rows, read_at, careful=careful)
-            except _BadRecordInWindow:
-                careful = True
-                continue
+                return self._apply_window_once(mapping, rows, read_at)
             except sa.exc.IntegrityError:
                 # a concurrent drainer inserted a link first; its row is fresher and the
                 # next attempt sees it (and skips that record)
@@ -444,8 +436,6 @@ class Backfiller:
         mapping: EntityMapping,
         rows: Sequence[Mapping[str, Any]],
         read_at: datetime,
-        *,
-        careful: bool,
     ) -> EntityStats:
         stats = EntityStats(mapping.entity, windows=1)
         ids = [row_id(r) for r in rows]
@@ -456,35 +446,38 @@ class Backfiller:
         # link check and the writes
         with write_transaction(self.engine) as conn:
             fresh = self._fresh_links(conn, mapping.entity, ids, cutoff)
-            for index, (b24_id, row) in enumerate(zip(ids, rows, strict=True)):
-                if index == 1:
-                    self.checkpoint("mid_apply")
-                stats.records += 1
-                if b24_id in fresh:
-                    stats.skipped += 1
-                    continue
-                if not careful:
-                    try:
-                        outcome = self.writer.apply(
-                            conn, mapping, b24_id, row, message_id=None, now=now
-                        )
-                    except RecordError:
-                        raise _BadRecordInWindow from None
-                    stats.count(outcome.action)
-                    continue
-                try:
-                    with conn.begin_nested():
-                        outcome = self.writer.apply(
-                            conn, mapping, b24_id, row, message_id=None, now=now
-                        )
-                except RecordError as err:
-                    log.warning("backfill: record not synced: %s", err)
+            stats.records = len(ids)
+            stats.skipped = sum(1 for b24_id in ids if b24_id in fresh)
+            items = [
+                (b24_id, row, None)
+                for b24_id, row in zip(ids, rows, strict=True)
+                if b24_id not in fresh
+            ]
+            hooked = False
+
+            def mid_apply() -> None:
+                nonlocal hooked
+                hooked = True
+                self.checkpoint("mid_apply")
+
+            outcomes = self.writer.apply_many(
+                conn,
+                mapping,
+                items,
+                now=now,
+                on_progress=mid_apply if len(rows) > 1 else None,
+            )
+            if len(rows) > 1 and not hooked:
+                mid_apply()  # every record was fresh: the crash point still exists
+            for (b24_id, row, _), outcome in zip(items, outcomes, strict=True):
+                if outcome.error is not None:
+                    log.warning("backfill: record not synced: %s", outcome.error)
                     self.writer.record_error(
-                        conn, err, b24_id=b24_id, message_id=None, payload=row, now=now
+                        conn, outcome.error, b24_id=b24_id, message_id=None, payload=row, now=now
                     )
                     stats.bad += 1
-                    continue
-                stats.count(outcome.action)
+                else:
+                    stats.count(outcome.action)
             stats.last_id = ids[-1] if ids else 0
             exists = (
                 conn.execute(

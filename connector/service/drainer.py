@@ -32,7 +32,7 @@ from connector.adapters.store.journal import APPLIED, Journal
 from connector.core.batch_commands import Command, CommandOutcome
 from connector.core.mapping_model import MappingSet
 from connector.core.queue_records import DrainPlan, plan_batch
-from connector.errors import PortalError, RecordError
+from connector.errors import PortalError
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,6 @@ class Drainer:
         stats = DrainStats(batches=1, records=len(plan.records) + len(plan.bad))
         flagged: list[str] = []
         now = datetime.now(UTC)
-        done: set[tuple[str, int]] = set()
         with write_transaction(self.engine) as conn:
             for bad in plan.bad:
                 log.warning("bad queue record: %s", bad.error)
@@ -195,44 +194,46 @@ class Drainer:
                 stats.bad += 1
                 if bad.message_id:
                     flagged.append(bad.message_id)
-            for i, rec in enumerate(plan.records):
-                if i == 1:
-                    self.checkpoint("mid_apply")
-                key = (rec.entity, rec.entity_id)
-                mapping = self.mappings.entities[rec.entity]
-                if key in done:
-                    continue  # several records, one entity: one apply of its current state
-                done.add(key)
-                try:
-                    with conn.begin_nested():
-                        outcome = self.writer.apply(
+            # One apply of each entity's current state (several records, one entity: the
+            # first wins), in bulk per entity type. The crash point "mid_apply" sits after
+            # the first chunk is written, so a crash there must roll the whole batch back.
+            groups: dict[str, list[tuple[int, Mapping[str, Any] | None, str | None]]] = {}
+            for rec in plan.records:
+                item = (rec.entity_id, states.get((rec.entity, rec.entity_id)), rec.message_id)
+                groups.setdefault(rec.entity, []).append(item)
+            hook: Callable[[], None] | None = (
+                (lambda: self.checkpoint("mid_apply")) if len(plan.records) > 1 else None
+            )
+            for entity, items in groups.items():
+                outcomes = self.writer.apply_many(
+                    conn, self.mappings.entities[entity], items, now=now, on_progress=hook
+                )
+                hook = None
+                for (b24_id, record, message_id), outcome in zip(items, outcomes, strict=True):
+                    if outcome.action == "skipped":
+                        continue
+                    if outcome.error is not None:
+                        log.warning("record not synced: %s", outcome.error)
+                        self.writer.record_error(
                             conn,
-                            mapping,
-                            rec.entity_id,
-                            states.get(key),
-                            message_id=rec.message_id,
+                            outcome.error,
+                            b24_id=b24_id,
+                            message_id=message_id,
+                            payload=record,
                             now=now,
                         )
-                except RecordError as err:
-                    log.warning("record not synced: %s", err)
-                    self.writer.record_error(
-                        conn,
-                        err,
-                        b24_id=rec.entity_id,
-                        message_id=rec.message_id,
-                        payload=states.get(key),
-                        now=now,
-                    )
-                    stats.bad += 1
-                    flagged.append(rec.message_id)
-                    continue
-                if outcome.action == "conflict":
-                    stats.conflicts += 1
-                    flagged += [
-                        r.message_id for r in plan.records if (r.entity, r.entity_id) == key
-                    ]
-                else:
-                    setattr(stats, outcome.action, getattr(stats, outcome.action) + 1)
+                        stats.bad += 1
+                        if message_id:
+                            flagged.append(message_id)
+                    elif outcome.action == "conflict":
+                        stats.conflicts += 1
+                        flagged += [
+                            r.message_id
+                            for r in plan.records
+                            if (r.entity, r.entity_id) == (entity, b24_id)
+                        ]
+                    else:
+                        setattr(stats, outcome.action, getattr(stats, outcome.action) + 1)
             self.journal.mark_applied(conn, process_id, sorted(set(flagged)))
         return stats, sorted(set(flagged))
 

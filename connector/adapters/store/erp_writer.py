@@ -9,7 +9,7 @@ nothing (no row, no timestamp), so a re-delivered batch leaves the database iden
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -44,6 +44,7 @@ class ApplyOutcome:
     conflicts: list[str] = field(default_factory=list)
     pending_push: dict[str, Any] = field(default_factory=dict)
     conflict_id: int | None = None
+    error: RecordError | None = None  # set when action == "error" (apply_many only)
 
 
 def _json_safe(value: Any) -> Any:
@@ -218,6 +219,26 @@ class ErpWriter:
         self._write_link(conn, m, b24_id, str(erp_key), link, new_base, now)
         return outcome
 
+    def apply_many(
+        self,
+        conn: Connection,
+        m: EntityMapping,
+        items: Sequence[tuple[int, Mapping[str, Any] | None, str | None]],
+        *,
+        now: datetime,
+        on_progress: Callable[[], None] | None = None,
+    ) -> list[ApplyOutcome]:
+        """Apply many records as :meth:`apply` would, one by one, with few statements.
+
+        ``items`` are ``(b24_id, record | None, message_id)``. One outcome per item, in
+        order: a repeated id gets ``skipped`` (the first wins), a record that does not
+        convert gets ``error`` (with ``error`` set) and writes nothing. ``on_progress`` is
+        called once, after the first chunk is written (a crash hook for tests).
+        """
+        from connector.adapters.store.erp_bulk import apply_many
+
+        return apply_many(self, conn, m, items, now=now, on_progress=on_progress)
+
     def _read_multi(self, conn: Connection, table: str, owner: Any) -> dict[int, tuple[str, str]]:
         t = self.table(table)
         rows = conn.execute(
@@ -322,6 +343,17 @@ class ErpWriter:
                 .values(base=base, erp_key=erp_key, deleted=False, updated_at=now)
             )
 
+    @staticmethod
+    def _conflict_fields(result: MergeResult) -> dict[str, Any]:
+        return {
+            name: {
+                "base": _json_safe(s.base),
+                "portal": _json_safe(s.portal),
+                "erp": _json_safe(s.erp),
+            }
+            for name, s in result.conflicts.items()
+        }
+
     def _record_conflict(
         self,
         conn: Connection,
@@ -332,14 +364,7 @@ class ErpWriter:
         message_id: str | None,
         now: datetime,
     ) -> int:
-        fields = {
-            name: {
-                "base": _json_safe(s.base),
-                "portal": _json_safe(s.portal),
-                "erp": _json_safe(s.erp),
-            }
-            for name, s in result.conflicts.items()
-        }
+        fields = self._conflict_fields(result)
         open_row = conn.execute(
             sa.select(sync_conflict.c.id, sync_conflict.c.fields).where(
                 sync_conflict.c.entity == m.entity,

@@ -1,0 +1,367 @@
+"""Apply a window of portal records with a constant number of statements per chunk.
+
+:func:`apply_many` gives the same result as calling :meth:`ErpWriter.apply` for each item
+in order, but preloads links, ERP rows, child rows and open conflicts for a chunk of up to
+:data:`CHUNK` ids in one query each, merges in Python, and writes with grouped
+``executemany`` statements. Rules:
+
+* the same entity id twice: the first item wins (it applies the current state once); the
+  later ones get the outcome ``skipped``;
+* a record whose values do not convert (:class:`RecordError`) gets the outcome ``error``
+  with ``error`` set and writes nothing; the other records are applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from connector.adapters.store.erp_tables import MULTI_OWNER, MULTI_TYPE, MULTI_VALUE, MULTI_VALUE_ID
+from connector.adapters.store.tables import sync_conflict, sync_link
+from connector.core.field_values import canonical
+from connector.core.mapping_model import DeletePolicy, EntityMapping
+from connector.core.merge import FieldRule, MergeResult, merge_record
+from connector.errors import RecordError
+
+if TYPE_CHECKING:
+    from connector.adapters.store.erp_writer import ApplyOutcome, ErpWriter
+
+CHUNK = 500
+Item = tuple[int, Mapping[str, Any] | None, str | None]
+
+
+@dataclass
+class _Upsert:
+    index: int
+    b24_id: int
+    message_id: str | None
+    portal_side: dict[str, Any]
+
+
+def _runs(rows: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive rows with the same keys: one ``executemany`` each, order kept."""
+    run: list[dict[str, Any]] = []
+    for row in rows:
+        if run and set(run[0]) != set(row):
+            yield run
+            run = []
+        run.append(row)
+    if run:
+        yield run
+
+
+def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def apply_many(
+    writer: ErpWriter,
+    conn: Connection,
+    m: EntityMapping,
+    items: Sequence[Item],
+    *,
+    now: datetime,
+    on_progress: Callable[[], None] | None = None,
+) -> list[ApplyOutcome]:
+    """Apply ``items`` (``(b24_id, record | None, message_id)``) as ``apply`` would, in order."""
+    from connector.adapters.store.erp_writer import ApplyOutcome
+
+    outcomes: list[ApplyOutcome | None] = [None] * len(items)
+    seen: set[int] = set()
+    work: list[int] = []
+    for i, (b24_id, _record, _mid) in enumerate(items):
+        if b24_id in seen:
+            outcomes[i] = ApplyOutcome(m.entity, b24_id, "skipped")
+            continue
+        seen.add(b24_id)
+        work.append(i)
+    progress = on_progress
+    for chunk in _chunks(work):
+        _apply_chunk(writer, conn, m, items, chunk, outcomes, now)
+        if progress is not None:
+            progress()
+            progress = None
+    return [o for o in outcomes if o is not None]
+
+
+def _apply_chunk(
+    writer: ErpWriter,
+    conn: Connection,
+    m: EntityMapping,
+    items: Sequence[Item],
+    chunk: Sequence[int],
+    outcomes: list[ApplyOutcome | None],
+    now: datetime,
+) -> None:
+    from connector.adapters.store.erp_writer import ApplyOutcome
+
+    parent = writer.table(m.table)
+    ids = [items[i][0] for i in chunk]
+    links = {
+        int(r["b24_id"]): r
+        for r in conn.execute(
+            sa.select(sync_link).where(sync_link.c.entity == m.entity, sync_link.c.b24_id.in_(ids))
+        ).mappings()
+    }
+    rows = {
+        int(r[m.b24_id_column]): r
+        for r in conn.execute(
+            sa.select(parent).where(parent.c[m.b24_id_column].in_(ids))
+        ).mappings()
+    }
+    keys = [r[m.key] for r in rows.values()]
+    children: dict[str, dict[Any, list[Any]]] = {}
+    for mf in m.multifields:
+        t = writer.table(mf.table)
+        per_owner: dict[Any, list[Any]] = {}
+        if keys:
+            for r in conn.execute(
+                sa.select(
+                    t.c.id, t.c[MULTI_OWNER], t.c[MULTI_VALUE_ID], t.c[MULTI_TYPE], t.c[MULTI_VALUE]
+                )
+                .where(t.c[MULTI_OWNER].in_(keys))
+                .order_by(t.c.id)
+            ).all():
+                per_owner.setdefault(r[1], []).append(r)
+        children[mf.table] = per_owner
+    open_conflicts: dict[int, Any] = {}
+    for cr in conn.execute(
+        sa.select(sync_conflict.c.id, sync_conflict.c.b24_id, sync_conflict.c.fields).where(
+            sync_conflict.c.entity == m.entity,
+            sync_conflict.c.b24_id.in_(ids),
+            sync_conflict.c.status == "open",
+        )
+    ).all():
+        open_conflicts.setdefault(int(cr[1]), cr)
+
+    # --- deletes ---------------------------------------------------------------------
+    deletes = [i for i in chunk if items[i][1] is None]
+    if deletes:
+        gone_keys: list[Any] = []
+        for i in deletes:
+            b24_id = items[i][0]
+            outcome = ApplyOutcome(m.entity, b24_id, "unchanged")
+            row = rows.get(b24_id)
+            marked = m.delete_policy is DeletePolicy.MARK
+            if row is not None and (
+                m.delete_policy is DeletePolicy.DELETE or (marked and row[m.deleted_column] is None)
+            ):
+                gone_keys.append(row[m.key])
+                outcome.action = "deleted"
+            outcomes[i] = outcome
+        if gone_keys and m.delete_policy is DeletePolicy.DELETE:
+            for mf in m.multifields:
+                t = writer.table(mf.table)
+                conn.execute(t.delete().where(t.c[MULTI_OWNER].in_(gone_keys)))
+            conn.execute(parent.delete().where(parent.c[m.key].in_(gone_keys)))
+        elif gone_keys:
+            conn.execute(
+                parent.update()
+                .where(parent.c[m.key].in_(gone_keys))
+                .values(**{m.deleted_column: writer._db_value(conn, now)})
+            )
+        conn.execute(
+            sync_link.update()
+            .where(
+                sync_link.c.entity == m.entity,
+                sync_link.c.b24_id.in_([items[i][0] for i in deletes]),
+                sync_link.c.deleted.is_(False),
+            )
+            .values(deleted=True, updated_at=now)
+        )
+
+    # --- convert ---------------------------------------------------------------------
+    rules = {fm.portal: FieldRule(fm.direction, fm.conflict) for fm in m.fields}
+    rules |= {mf.portal: FieldRule(mf.direction, mf.conflict) for mf in m.multifields}
+    plans: list[tuple[_Upsert, Any, Any, dict[str, Any] | None, MergeResult]] = []
+    for i in chunk:
+        b24_id, record, message_id = items[i]
+        if record is None:
+            continue
+        link = links.get(b24_id)
+        try:
+            side = writer._portal_side(m, b24_id, record)
+            base = writer._base(m, link["base"] if link else None)
+        except RecordError as err:
+            outcomes[i] = ApplyOutcome(m.entity, b24_id, "error", error=err)
+            continue
+        row = rows.get(b24_id)
+        portal_cmp = {
+            k: (writer._multi_key(v) if isinstance(v, dict) else v) for k, v in side.items()
+        }
+        erp_cmp: dict[str, Any] | None = None
+        if row is not None:
+            erp_cmp = {fm.portal: canonical(fm, row[fm.column]) for fm in m.fields}
+            for mf in m.multifields:
+                existing = children[mf.table].get(row[m.key], [])
+                erp_cmp[mf.portal] = writer._multi_key(
+                    {
+                        int(r[2]) if r[2] is not None else -n: (r[3] or "", r[4])
+                        for n, r in enumerate(existing, start=1)
+                    }
+                )
+        result = merge_record(rules, base, portal_cmp, erp_cmp)
+        plans.append((_Upsert(i, b24_id, message_id, side), link, row, base, result))
+
+    # --- parent rows -----------------------------------------------------------------
+    new_rows: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    erp_keys: dict[int, Any] = {}
+    for up, _link, row, _base, result in plans:
+        values = {
+            fm.column: writer._db_value(conn, result.to_erp[fm.portal])
+            for fm in m.fields
+            if fm.portal in result.to_erp
+        }
+        if (
+            row is not None
+            and m.delete_policy is DeletePolicy.MARK
+            and row.get(m.deleted_column) is not None
+        ):
+            values[m.deleted_column] = None
+        outcome = ApplyOutcome(m.entity, up.b24_id, "unchanged")
+        if row is None:
+            new_rows.append({m.b24_id_column: up.b24_id, **values})
+            outcome.action = "inserted"
+        else:
+            erp_keys[up.b24_id] = row[m.key]
+            if values:
+                updates.append({"_key": row[m.key], **values})
+                outcome.action = "updated"
+        outcomes[up.index] = outcome
+    for run in _runs(new_rows):
+        conn.execute(parent.insert(), run)
+    if new_rows:
+        new_ids = [n[m.b24_id_column] for n in new_rows]
+        for part in _chunks(new_ids):
+            for kr in conn.execute(
+                sa.select(parent.c[m.b24_id_column], parent.c[m.key]).where(
+                    parent.c[m.b24_id_column].in_(part)
+                )
+            ).all():
+                erp_keys[int(kr[0])] = kr[1]
+    by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for upd in updates:  # no generated keys here, so any order will do: one group per shape
+        by_columns.setdefault(frozenset(upd), []).append(upd)
+    for run in by_columns.values():
+        cols = [c for c in run[0] if c != "_key"]
+        stmt = (
+            parent.update()
+            .where(parent.c[m.key] == sa.bindparam("_key"))
+            .values({c: sa.bindparam(f"_v_{c}") for c in cols})
+        )
+        conn.execute(stmt, [{"_key": r["_key"], **{f"_v_{c}": r[c] for c in cols}} for r in run])
+
+    # --- child rows ------------------------------------------------------------------
+    for mf in m.multifields:
+        t = writer.table(mf.table)
+        gone: list[Any] = []
+        changed: list[dict[str, Any]] = []
+        added: list[dict[str, Any]] = []
+        for up, _link, row, _base, result in plans:
+            if mf.portal not in result.to_erp or mf.portal not in up.portal_side:
+                continue
+            wanted: Mapping[int, tuple[str, str]] = up.portal_side[mf.portal]
+            owner = erp_keys[up.b24_id]
+            existing_rows = children[mf.table].get(owner, []) if row is not None else []
+            by_value = {c[2]: c for c in existing_rows}
+            gone += [c[0] for vid, c in by_value.items() if vid not in wanted]
+            for value_id, (vtype, value) in wanted.items():
+                if value_id in by_value:
+                    old = by_value[value_id]
+                    if (old[3], old[4]) != (vtype, value):
+                        changed.append({"_id": old[0], "_t": vtype, "_v": value})
+                else:
+                    added.append(
+                        {
+                            MULTI_OWNER: owner,
+                            MULTI_VALUE_ID: value_id,
+                            MULTI_TYPE: vtype,
+                            MULTI_VALUE: value,
+                        }
+                    )
+            touched = outcomes[up.index]
+            assert touched is not None
+            touched.action = "inserted" if row is None else "updated"
+        for part in _chunks(gone):
+            conn.execute(t.delete().where(t.c.id.in_(part)))
+        if changed:
+            conn.execute(
+                t.update()
+                .where(t.c.id == sa.bindparam("_id"))
+                .values({MULTI_TYPE: sa.bindparam("_t"), MULTI_VALUE: sa.bindparam("_v")}),
+                changed,
+            )
+        if added:
+            conn.execute(t.insert(), added)
+
+    # --- conflicts and links -----------------------------------------------------------
+    link_new: list[dict[str, Any]] = []
+    link_upd: list[dict[str, Any]] = []
+    conflict_upd: list[dict[str, Any]] = []
+    for up, link, _row, base, result in plans:
+        done = outcomes[up.index]
+        assert done is not None
+        erp_key = str(erp_keys[up.b24_id])
+        done.pending_push = dict(result.to_portal)
+        new_base = writer._new_base(m, base, result)
+        if result.has_conflict:
+            done.action = "conflict"
+            done.conflicts = sorted(result.conflicts)
+            fields = writer._conflict_fields(result)
+            open_row = open_conflicts.get(up.b24_id)
+            if open_row is not None:
+                if open_row[2] != fields:
+                    conflict_upd.append({"_id": open_row[0], "_f": fields, "_m": up.message_id})
+                done.conflict_id = int(open_row[0])
+            else:
+                inserted = conn.execute(
+                    sync_conflict.insert().values(
+                        entity=m.entity,
+                        b24_id=up.b24_id,
+                        erp_key=erp_key,
+                        fields=fields,
+                        message_id=up.message_id,
+                        status="open",
+                        created_at=now,
+                    )
+                ).inserted_primary_key
+                assert inserted is not None
+                done.conflict_id = int(inserted[0])
+        if link is None:
+            link_new.append(
+                {
+                    "entity": m.entity,
+                    "b24_id": up.b24_id,
+                    "erp_key": erp_key,
+                    "base": new_base,
+                    "deleted": False,
+                    "updated_at": now,
+                }
+            )
+        elif link["base"] != new_base or link["erp_key"] != erp_key or link["deleted"]:
+            link_upd.append({"_id": link["id"], "_b": new_base, "_k": erp_key})
+    if conflict_upd:
+        conn.execute(
+            sync_conflict.update()
+            .where(sync_conflict.c.id == sa.bindparam("_id"))
+            .values(fields=sa.bindparam("_f"), message_id=sa.bindparam("_m")),
+            conflict_upd,
+        )
+    if link_new:
+        conn.execute(sync_link.insert(), link_new)
+    if link_upd:
+        conn.execute(
+            sync_link.update()
+            .where(sync_link.c.id == sa.bindparam("_id"))
+            .values(
+                base=sa.bindparam("_b"), erp_key=sa.bindparam("_k"), deleted=False, updated_at=now
+            ),
+            link_upd,
+        )
