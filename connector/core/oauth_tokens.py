@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connector.core.portal_answers import as_number
+
 __all__ = ["TokenSet", "parse_token_answer"]
 
 
@@ -81,8 +83,8 @@ def parse_token_answer(portal: str, body: Mapping[str, Any], now: datetime) -> T
     if not isinstance(access, str) or not access or not isinstance(refresh, str) or not refresh:
         raise ValueError("the token answer lacks access_token or refresh_token")
     expires_at: datetime | None = None
-    expires = _number(body.get("expires"))
-    expires_in = _number(body.get("expires_in"))
+    expires = as_number(body.get("expires"))
+    expires_in = as_number(body.get("expires_in"))
     if expires is not None:
         expires_at = datetime.fromtimestamp(expires, tz=UTC)
     elif expires_in is not None:
@@ -103,16 +105,3 @@ def parse_token_answer(portal: str, body: Mapping[str, Any], now: datetime) -> T
 
 def _text(value: Any) -> str | None:
     return str(value) if isinstance(value, (str, int)) and value != "" else None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None

@@ -99,14 +99,16 @@ def operating_time(body: Any) -> OperatingTime:
     info = body.get("time")
     if not isinstance(info, Mapping):
         return OperatingTime()
-    return OperatingTime(_number(info.get("operating")), _number(info.get("operating_reset_at")))
+    return OperatingTime(
+        as_number(info.get("operating")), as_number(info.get("operating_reset_at"))
+    )
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """A ``Retry-After`` header (seconds or an HTTP date) as seconds from ``now``, ≥ 0."""
     if not value:
         return None
-    seconds = _number(value.strip())
+    seconds = as_number(value.strip())
     if seconds is not None:
         return max(0.0, seconds)
     try:
@@ -259,7 +261,8 @@ def _message(method: str | None, code: str, description: str, status: int | None
     return text
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
+    """A JSON number or numeric string as float; None for anything else (bools too)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):

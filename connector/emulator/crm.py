@@ -40,7 +40,7 @@ from connector.emulator.crm_fields import (
     render,
     semantic_of,
 )
-from connector.emulator.crm_userfields import UserField, normalise_name
+from connector.emulator.crm_userfields import USER_TYPES, UserField, normalise_name
 from connector.emulator.filter_ops import (
     Condition,
     IdRange,
@@ -107,22 +107,7 @@ class CrmStore:
         """Define ``UF_CRM_*`` on an entity (``crm.<entity>.userfield.add``)."""
         etype = entity_type(entity)
         field_name = normalise_name(name)
-        if user_type_id not in (
-            "string",
-            "integer",
-            "double",
-            "boolean",
-            "date",
-            "datetime",
-            "enumeration",
-            "url",
-            "money",
-            "address",
-            "file",
-            "employee",
-            "crm",
-            "crm_status",
-        ):
+        if user_type_id not in USER_TYPES:
             raise RestError("ERROR_CORE", f'Unknown USER_TYPE_ID "{user_type_id}"', 400)
         if field_name in self._userfields[etype.name]:
             raise RestError("ERROR_CORE", f'Field "{field_name}" already exists', 400)
