@@ -118,8 +118,10 @@ def schema_db_url(
             _build_schema(url)
             meta = sa.MetaData()
             meta.reflect(engine)
-            _prepared[db_backend] = [
-                t for t in reversed(meta.sorted_tables) if t.name != "alembic_version"
+            # The outbox goes last: emptying an ERP table fires its capture triggers.
+            ordered = [t for t in reversed(meta.sorted_tables) if t.name != "alembic_version"]
+            _prepared[db_backend] = [t for t in ordered if t.name != "sync_outbox"] + [
+                t for t in ordered if t.name == "sync_outbox"
             ]
         else:
             tables = _prepared[db_backend]

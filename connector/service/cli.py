@@ -17,6 +17,7 @@ from connector.service.commands import pending
 from connector.service.commands.backfill import backfill
 from connector.service.commands.demo import demo
 from connector.service.commands.emulator import emulator
+from connector.service.commands.outbox import outbox
 from connector.service.commands.queue import queue
 from connector.service.commands.run import run
 from connector.service.commands.status import status
@@ -49,6 +50,7 @@ def _attach() -> None:
         backfill,
         pending.conflicts,
         queue,
+        outbox,
         status,
         emulator,
         demo,

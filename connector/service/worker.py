@@ -1,12 +1,15 @@
 """``b24-connector run``: the long-running worker.
 
 Start-up: check features and bind the offline events, resume every unfinished batch.
-Then three tasks run side by side until SIGTERM/SIGINT:
+Then four tasks run side by side until SIGTERM/SIGINT:
 
 * the Push&Pull listener — wakes the drain on ``event_offline`` for our connector;
 * the safety poll — wakes it every ``poll_interval`` seconds and after every reconnect,
   because a push is only a hint;
-* the drain loop — on each wake, drains the queue until it is empty.
+* the drain loop — on each wake, drains the queue until it is empty;
+* the push loop — every ``push_interval`` seconds, pushes the ERP's outbox until it is
+  empty. Drain batches and push rounds take turns (one lock), so the two directions never
+  merge the same record at the same moment.
 
 A stop request lets the batch in flight finish (commit, then ``event.offline.clear``) and
 then exits 0. Portal trouble that retries cannot mend (network down for long, 5xx) is
@@ -17,6 +20,7 @@ revoked refresh token ends the worker with its error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Mapping
@@ -32,6 +36,7 @@ from connector.core.mapping_model import MappingSet
 from connector.errors import AuthRevokedError, FatalPortalError, PortalError
 from connector.service.bindings import ensure_bindings
 from connector.service.drainer import Drainer, DrainStats, PortalCalls
+from connector.service.pusher import Pusher, PushStats
 
 log = logging.getLogger("connector.worker")
 
@@ -42,6 +47,8 @@ class WorkerStats:
     drains: int = 0
     failures: int = 0
     totals: DrainStats = field(default_factory=DrainStats)
+    pushed: PushStats = field(default_factory=PushStats)
+    push_failures: int = 0
 
 
 class Worker:
@@ -54,6 +61,7 @@ class Worker:
         connector_id: str,
         *,
         poll_interval: float = 60.0,
+        push_interval: float = 1.0,
         listen: bool = True,
         listener_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -65,7 +73,11 @@ class Worker:
         self.poll_interval = poll_interval
         self.listen = listen
         self.listener_options = dict(listener_options or {})
+        self.push_interval = push_interval
         self.drainer = Drainer(client, engine, mappings, connector_id)
+        self.pusher = Pusher(client, engine, mappings, connector_id)
+        self.turns = asyncio.Lock()
+        self.fatal: BaseException | None = None
         self.stats = WorkerStats()
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -86,7 +98,10 @@ class Worker:
         await ensure_bindings(self.client, self.mappings, self.connector_id)
         self.stats.totals.add(await self.drainer.resume())
         poll = SafetyPoll(self.wake, interval=self.poll_interval)
-        tasks = [asyncio.create_task(poll.run(), name="safety-poll")]
+        tasks = [
+            asyncio.create_task(poll.run(), name="safety-poll"),
+            asyncio.create_task(self._push_loop(), name="pusher"),
+        ]
         if self.listen:
             self.listener = PullListener(
                 get_config=self._get_config,
@@ -105,7 +120,24 @@ class Worker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self.fatal is not None:
+            raise self.fatal
         return self.stats
+
+    async def _push_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                async with self.turns:
+                    self.stats.pushed.add(await self.pusher.push_until_empty(max_rounds=1))
+            except (FatalPortalError, AuthRevokedError) as exc:
+                self.fatal = exc
+                self.stop()
+                return
+            except PortalError as exc:
+                self.stats.push_failures += 1
+                log.warning("push failed, retrying in %.0f s: %s", self.push_interval, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=self.push_interval)
 
     async def _drain_loop(self) -> None:
         while not self.stopping.is_set():
@@ -116,10 +148,12 @@ class Worker:
             self.stats.wakes += 1
             try:
                 if self.needs_resume:  # a failed batch may still hold locked records
-                    self.stats.totals.add(await self.drainer.resume())
+                    async with self.turns:
+                        self.stats.totals.add(await self.drainer.resume())
                     self.needs_resume = False
                 while not self.stopping.is_set():
-                    batch = await self.drainer.drain_once()
+                    async with self.turns:
+                        batch = await self.drainer.drain_once()
                     self.stats.totals.add(batch)
                     if not batch.records:
                         break

@@ -142,6 +142,8 @@ def dump(engine: sa.Engine, writer: ErpWriter) -> dict[str, list[tuple[Any, ...]
             rows = []
             for r in conn.execute(sa.select(table)).mappings():
                 row = {k: v for k, v in r.items() if k != "id"}
+                if name == "sync_outbox":  # captured ERP edits: when they happened is noise
+                    row.pop("created_at")
                 if name in child_owner:
                     row[MULTI_OWNER] = key_to_b24[child_owner[name]].get(str(row[MULTI_OWNER]))
                 if "erp_key" in row and "entity" in row:
@@ -155,9 +157,9 @@ def wipe(engine: sa.Engine) -> None:
     meta = sa.MetaData()
     meta.reflect(engine)
     with engine.begin() as conn:
-        for table in reversed(meta.sorted_tables):
-            if table.name != "alembic_version":
-                conn.execute(table.delete())
+        ordered = [t for t in reversed(meta.sorted_tables) if t.name != "alembic_version"]
+        for table in sorted(ordered, key=lambda t: t.name == "sync_outbox"):  # outbox last
+            conn.execute(table.delete())
 
 
 def summary(outcomes: list[ApplyOutcome]) -> list[tuple[Any, ...]]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 
@@ -66,11 +67,48 @@ def lock_for_write(conn: Connection) -> None:
         conn.begin()
 
 
+ECHO_SETTING = "b24.connector_write"
+"""PostgreSQL: the transaction-local setting the outbox triggers read."""
+ECHO_VARIABLE = "@b24_connector_write"
+"""MariaDB/MySQL: the session variable the outbox triggers read."""
+ECHO_TABLE = "sync_echo"
+"""SQLite: the marker table the outbox triggers read (a row exists only inside our
+own uncommitted transaction, and SQLite has one writer at a time)."""
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """``engine.begin()``, but on SQLite the write lock is taken at ``BEGIN``."""
+    """``engine.begin()`` for the connector's own writes, invisible to the outbox.
+
+    On SQLite the write lock is taken at ``BEGIN``. On every backend the transaction is
+    marked as the connector's, so the outbox triggers on the ERP tables record nothing
+    for it (``connector.adapters.store.outbox_triggers``): PostgreSQL a transaction-local
+    setting, MariaDB a session variable reset when the transaction ends, SQLite a marker
+    row inserted first and deleted last, inside the same transaction, so no other
+    connection ever sees it.
+    """
     with engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
+        dialect = conn.dialect.name
+        if dialect == "sqlite":
             conn.execution_options(sqlite_begin="IMMEDIATE")
-        with conn.begin():
-            yield conn
+        try:
+            with conn.begin():
+                _mark_connector_write(conn, dialect)
+                yield conn
+                if dialect == "sqlite":
+                    conn.exec_driver_sql(f"DELETE FROM {ECHO_TABLE}")
+        finally:
+            if dialect in ("mysql", "mariadb") and not conn.invalidated:
+                try:
+                    conn.exec_driver_sql(f"SET {ECHO_VARIABLE} = NULL")
+                except DBAPIError:
+                    conn.invalidate()  # never hand a still-marked connection back to the pool
+
+
+def _mark_connector_write(conn: Connection, dialect: str) -> None:
+    if dialect == "postgresql":
+        conn.exec_driver_sql(f"SELECT set_config('{ECHO_SETTING}', 'on', true)")
+    elif dialect in ("mysql", "mariadb"):
+        conn.exec_driver_sql(f"SET {ECHO_VARIABLE} = 1")
+    elif dialect == "sqlite":
+        conn.exec_driver_sql(f"INSERT OR IGNORE INTO {ECHO_TABLE} (marker) VALUES (1)")

@@ -4,7 +4,9 @@
 autogenerate compares the database with the tables the mappings describe and we apply the
 *additive* part — new tables, new columns, new indexes and unique constraints. Nothing is
 dropped or retyped automatically: a removed field's column stays (with its data), and a
-changed type is reported so the operator can migrate it deliberately.
+changed type is reported so the operator can migrate it deliberately. Last, the outbox
+triggers that capture ERP edits are installed or replaced to match the mappings
+(``connector.adapters.store.outbox_triggers``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
 from connector.adapters.store.erp_tables import erp_metadata
+from connector.adapters.store.outbox_triggers import install_triggers
 from connector.core.mapping_model import MappingSet
 
 
@@ -30,10 +33,13 @@ class ErpSchemaReport:
     added_indexes: list[str] = field(default_factory=list)
     kept_columns: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    triggers: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.created_tables or self.added_columns or self.added_indexes)
+        return bool(
+            self.created_tables or self.added_columns or self.added_indexes or self.triggers
+        )
 
     def lines(self) -> list[str]:
         out = [f"created table {t}" for t in self.created_tables]
@@ -44,6 +50,7 @@ class ErpSchemaReport:
             for c in self.kept_columns
         ]
         out += [f"not changed: {r}" for r in self.refused]
+        out += self.triggers
         return out
 
 
@@ -116,4 +123,6 @@ def sync_erp_schema(
                 continue  # never drop what the operator may rely on
             else:
                 report.refused.append(f"{type(op).__name__} on {getattr(op, 'table_name', '?')}")
+    # The change-capture triggers follow the columns: a new mapped column is captured too.
+    report.triggers = install_triggers(engine, mappings, dry_run=dry_run).lines()
     return report

@@ -126,8 +126,28 @@ sync_outbox = Table(
     Column("locked_by", String(255), nullable=True),
     Column("locked_at", DateTime(timezone=True), nullable=True),
     Column("done_at", DateTime(timezone=True), nullable=True),
+    Column(
+        "status",
+        String(16),
+        nullable=False,
+        server_default="pending",
+        comment="pending | done | failed | held",
+    ),
+    Column("error_code", String(64), nullable=True, comment="the portal's code"),
+    Column("note", Text, nullable=True, comment="what the pusher did, in words"),
     Index("ix_sync_outbox_pending", "done_at", "id"),
+    Index("ix_sync_outbox_status", "status", "id"),
     comment="ERP-side changes waiting to be pushed to the portal",
+)
+
+sync_echo = Table(
+    "sync_echo",
+    metadata,
+    Column("marker", Integer, primary_key=True, autoincrement=False),
+    comment=(
+        "SQLite only: a row here, written and removed inside the connector's own "
+        "transaction, tells the outbox triggers to stay quiet"
+    ),
 )
 
 sync_conflict = Table(
@@ -198,6 +218,7 @@ __all__ = [
     "metadata",
     "sync_conflict",
     "sync_cursor",
+    "sync_echo",
     "sync_journal",
     "sync_link",
     "sync_outbox",

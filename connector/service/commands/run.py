@@ -7,7 +7,7 @@ import asyncio
 import click
 
 
-async def run_worker(poll_interval: float, listen: bool) -> None:
+async def run_worker(poll_interval: float, listen: bool, push_interval: float = 1.0) -> None:
     from connector.service import wiring
     from connector.service.worker import Worker, install_signal_handlers
 
@@ -23,6 +23,7 @@ async def run_worker(poll_interval: float, listen: bool) -> None:
                 mappings,
                 cfg.connector_id,
                 poll_interval=poll_interval,
+                push_interval=push_interval,
                 listen=listen,
             )
             install_signal_handlers(worker)
@@ -32,7 +33,9 @@ async def run_worker(poll_interval: float, listen: bool) -> None:
     t = stats.totals
     click.echo(
         f"stopped: {stats.wakes} wakes, {t.records} queue records, "
-        f"{t.conflicts} conflicts, {t.bad} not synced, {stats.failures} failed drains"
+        f"{t.conflicts} conflicts, {t.bad} not synced, {stats.failures} failed drains; "
+        f"pushed {stats.pushed.records} ERP records ({stats.pushed.failed} refused, "
+        f"{stats.push_failures} failed push rounds)"
     )
 
 
@@ -45,11 +48,19 @@ async def run_worker(poll_interval: float, listen: bool) -> None:
     help="Seconds between safety polls of the queue (a push is only a hint).",
 )
 @click.option(
+    "--push-interval",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds between looks at the ERP's outbox.",
+)
+@click.option(
     "--no-listen", is_flag=True, help="Do not connect to Push&Pull; rely on the safety poll alone."
 )
-def run(poll_interval: float, no_listen: bool) -> None:
-    """Run the worker: listen on Push&Pull, drain the queue on every wake, until SIGTERM.
+def run(poll_interval: float, push_interval: float, no_listen: bool) -> None:
+    """Run the worker: listen on Push&Pull, drain the queue on every wake, push the ERP's
+    outbox, until SIGTERM.
 
     On SIGTERM or SIGINT the batch in flight is finished and cleared, then it exits 0.
     """
-    asyncio.run(run_worker(poll_interval, not no_listen))
+    asyncio.run(run_worker(poll_interval, not no_listen, push_interval))

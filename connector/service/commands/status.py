@@ -16,16 +16,21 @@ import click
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from connector.core.mapping_model import MappingSet
+
 from connector.service.output import emit_json
 
 
-def local_status(engine: sa.Engine, host: str | None) -> dict[str, Any]:
+def local_status(
+    engine: sa.Engine, host: str | None, mappings: MappingSet | None = None
+) -> dict[str, Any]:
     import sqlalchemy as sa
 
+    from connector.adapters.store.outbox import OutboxStore
+    from connector.adapters.store.outbox_triggers import trigger_problems
     from connector.adapters.store.tables import (
         sync_conflict,
         sync_journal,
-        sync_outbox,
         sync_record_error,
         sync_token,
     )
@@ -42,8 +47,12 @@ def local_status(engine: sa.Engine, host: str | None) -> dict[str, Any]:
         "journal_unfinished": count(sync_journal, sync_journal.c.state != "cleared"),
         "conflicts_open": count(sync_conflict, sync_conflict.c.status == "open"),
         "records_not_synced": count(sync_record_error, sync_record_error.c.status == "open"),
-        "outbox_pending": count(sync_outbox, sync_outbox.c.done_at.is_(None)),
     }
+    outbox = OutboxStore(engine).counts()
+    out["outbox_pending"] = outbox["pending"]
+    out["outbox_failed"] = outbox["failed"]
+    out["outbox_held"] = outbox["held"]
+    out["capture_problems"] = trigger_problems(engine, mappings) if mappings is not None else []
     token: dict[str, Any] = {"stored": False}
     if host is not None:
         with engine.connect() as conn:
@@ -98,7 +107,11 @@ def status(as_json: bool, local: bool) -> None:
     engine = wiring.ready_engine(cfg)
     try:
         host = wiring.portal_host(cfg) if cfg.portal_url else None
-        report: dict[str, Any] = {"connector_id": cfg.connector_id, **local_status(engine, host)}
+        mappings = wiring.mappings(cfg)
+        report: dict[str, Any] = {
+            "connector_id": cfg.connector_id,
+            **local_status(engine, host, mappings),
+        }
         if not local and cfg.portal_url:
             report["portal"] = asyncio.run(portal_status(cfg, engine))
     finally:
@@ -124,4 +137,10 @@ def status(as_json: bool, local: bool) -> None:
     click.echo(f"journal        {report['journal_unfinished']} unfinished batches")
     click.echo(f"conflicts      {report['conflicts_open']} open")
     click.echo(f"not synced     {report['records_not_synced']} records")
-    click.echo(f"outbox         {report['outbox_pending']} pending")
+    click.echo(
+        f"outbox         {report['outbox_pending']} pending, {report['outbox_held']} held by "
+        f"conflicts, {report['outbox_failed']} refused by the portal"
+        + (" (b24-connector outbox list --failed)" if report["outbox_failed"] else "")
+    )
+    for problem in report["capture_problems"]:
+        click.echo(f"capture        {problem}: ERP edits there are not seen; run db upgrade")

@@ -1,15 +1,16 @@
-"""``b24-connector sync --once``: drain the portal's queue (and, later, the outbox) once."""
+"""``b24-connector sync --once``: drain the portal's queue and push the outbox, once."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
     from connector.service.drainer import DrainStats
+    from connector.service.pusher import PushStats
 
 
 def summary(stats: DrainStats) -> str:
@@ -29,10 +30,29 @@ def summary(stats: DrainStats) -> str:
     return "; ".join(parts)
 
 
-async def sync_once() -> DrainStats:
+def push_summary(stats: PushStats) -> str:
+    parts = [
+        f"{stats.records} ERP records",
+        f"{stats.added} added",
+        f"{stats.updated} updated",
+        f"{stats.deleted} deleted",
+        f"{stats.unchanged} with nothing to send",
+    ]
+    if stats.held:
+        parts.append(f"{stats.held} held by conflicts (see: b24-connector conflicts list)")
+    if stats.failed:
+        parts.append(f"{stats.failed} refused (see: b24-connector outbox list --failed)")
+    if stats.retry_later:
+        parts.append(f"{stats.retry_later} left for a retry")
+    return "; ".join(parts)
+
+
+async def sync_once() -> tuple[DrainStats, PushStats]:
+    """Bind, resume, then drain the queue and push the outbox until both are empty."""
     from connector.service import wiring
     from connector.service.bindings import ensure_bindings
     from connector.service.drainer import Drainer
+    from connector.service.pusher import Pusher, PushStats
 
     cfg = wiring.settings()
     mappings = wiring.mappings(cfg)
@@ -41,9 +61,17 @@ async def sync_once() -> DrainStats:
         async with wiring.portal_session(cfg, engine) as session:
             await ensure_bindings(session.client, mappings, cfg.connector_id)
             drainer = Drainer(session.client, engine, mappings, cfg.connector_id)
+            pusher = Pusher(session.client, engine, mappings, cfg.connector_id)
             total = await drainer.resume()
-            total.add(await drainer.drain_until_empty())
-            return total
+            pushed = PushStats()
+            while True:
+                drained = await drainer.drain_until_empty()
+                round_ = await pusher.push_until_empty()
+                total.add(drained)
+                pushed.add(round_)
+                if not drained.records and not (round_.records - round_.retry_later):
+                    break
+            return total, pushed
     finally:
         engine.dispose()
 
@@ -57,10 +85,13 @@ async def sync_once() -> DrainStats:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the totals as JSON.")
 def sync(once: bool, as_json: bool) -> None:
-    """Sync once: bind the offline events, resume interrupted batches, drain the portal's
-    offline queue until it is empty, then exit."""
-    stats = asyncio.run(sync_once())
+    """Sync once: bind the offline events, resume interrupted batches, then drain the
+    portal's offline queue and push the ERP's outbox until both are empty, then exit."""
+    stats, pushed = asyncio.run(sync_once())
     if as_json:
-        click.echo(json.dumps(vars(stats), sort_keys=True))
+        report: dict[str, Any] = dict(vars(stats))
+        report["push"] = dict(vars(pushed))
+        click.echo(json.dumps(report, sort_keys=True))
     else:
         click.echo(f"synced: {summary(stats)}")
+        click.echo(f"pushed: {push_summary(pushed)}")
