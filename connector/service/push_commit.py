@@ -152,11 +152,7 @@ def _settle(
         if isinstance(side.get(code), dict):  # the portal's own pairs after the write
             pushed[code] = writer._multi_key(side[code])
     if plan.kind == "add" or plan.adopted:
-        base = {
-            k: (writer._multi_key(v) if isinstance(v, dict) else v)
-            for k, v in side.items()
-            if plan.adopted
-        }
+        base = dict(plan.base or {}) if plan.adopted else {}
         base |= pushed
         link_new_record(conn, writer, m, plan.local, b24_id, base, now)
     elif pushed:

@@ -46,6 +46,7 @@ class PushPlan:
     sent_codes: list[str] = field(default_factory=list)  # mapped fields in the command
     readback: bool = False  # new multi-field values: their IDs must be read back
     conflicts: list[str] = field(default_factory=list)
+    base: dict[str, Any] | None = None  # the merge base used (an adopted record's new base)
     status: str | None = None  # None while open; done | failed | held | retry
     note: str = ""
     error: str | None = None
@@ -57,7 +58,23 @@ class PushPlan:
         self.status, self.note, self.error, self.error_code = status, note, error, code
 
     def adopt(self, b24_id: int, row: Mapping[str, Any]) -> None:
-        self.kind, self.b24_id, self.portal, self.adopted = "update", b24_id, row, True
+        """An earlier, lost add did reach the portal as ``b24_id``: take that record."""
+        self.b24_id, self.portal = b24_id, row
+        if self.kind == "gone_add":  # … and the ERP has deleted the row since
+            assert self.m is not None
+            if self.m.delete_policy is DeletePolicy.DELETE:
+                self.kind = "delete"
+            else:
+                self.kind = "skip"
+                self.finish(
+                    DONE,
+                    note=(
+                        f"deleted in the ERP; kept in the portal as {b24_id} "
+                        f"(delete_policy: {self.m.delete_policy.value})"
+                    ),
+                )
+            return
+        self.kind, self.adopted = "update", True
 
     @property
     def key(self) -> str:
@@ -78,7 +95,9 @@ def plan_record(
         plan.finish(HELD, note="held: the record has an open conflict (conflicts list)")
     elif local.row is None:
         link = local.link
-        if link is None or link.get("b24_id") is None or link.get("deleted"):
+        if (link is None or link.get("b24_id") is None) and rec.retried:
+            plan.kind = "gone_add"  # an earlier try may have added it: look it up first
+        elif link is None or link.get("b24_id") is None or link.get("deleted"):
             plan.finish(DONE, note="deleted in the ERP before it reached the portal")
         elif m.delete_policy is DeletePolicy.DELETE:
             plan.kind = "delete"
@@ -173,11 +192,26 @@ def _plan_change(plan: PushPlan, m: EntityMapping, writer: ErpWriter) -> None:
         k: (writer._multi_key(v) if isinstance(v, dict) else v) for k, v in portal_side.items()
     }
     erp_cmp = erp_values(m, plan.local)
+    # What an earlier, interrupted round sent (its answer never got committed here).
+    sent = writer._base(m, plan.rec.sent) or {}
     if plan.adopted:
-        base: dict[str, Any] | None = dict(portal_cmp)
+        # The lost add is the base: what it sent, and nothing where it sent nothing — so
+        # the portal's own defaults come back to the ERP instead of being wiped.
+        base: dict[str, Any] | None = {
+            code: sent.get(code, () if isinstance(value, tuple) else None)
+            for code, value in portal_cmp.items()
+        }
+        if not sent:  # no record of it: the ERP's non-empty values are what an add sends
+            base = {
+                code: (value if erp_cmp.get(code) not in (None, ()) else erp_cmp.get(code))
+                for code, value in portal_cmp.items()
+            }
     else:
         link = plan.local.link
         base = writer._base(m, link["base"]) if link else None
+        if base is not None:  # a portal value equal to what we sent is our own write
+            base |= {c: v for c, v in sent.items() if portal_cmp.get(c, object()) == v}
+    plan.base = base
     result = merge_record(_rules(m), base, portal_cmp, erp_cmp)
     plan.conflicts = sorted(result.conflicts)
     codes = [c for c in result.to_portal if m.field_by_portal(c) is not None]

@@ -34,6 +34,7 @@ from connector.adapters.store.outbox import DONE, FAILED, HELD, OutboxStore, Pen
 from connector.adapters.store.push_state import LocalRecord, load_records
 from connector.core.batch_commands import MAX_COMMANDS, Command, CommandOutcome
 from connector.core.mapping_model import EntityMapping, MappingSet
+from connector.core.merge import MergeResult
 from connector.errors import FatalPortalError, RetriableError
 from connector.service.drainer import PortalCalls
 from connector.service.push_commit import commit_chunk
@@ -169,7 +170,7 @@ class Pusher:
                 )
         lookups: dict[str, PushPlan] = {}
         for n, plan in enumerate(plans):
-            if plan.kind == "add" and plan.rec.retried:
+            if plan.kind in ("add", "gone_add") and plan.rec.retried:
                 assert plan.m is not None
                 key = f"l_{n}"
                 lookups[key] = plan
@@ -207,7 +208,10 @@ class Pusher:
             rows = [r for r in (outcome.result or []) if isinstance(r, Mapping)]
             if command.key in lookups:
                 plan = lookups[command.key]
-                if rows:  # an earlier try did add it: update that record instead
+                if not rows and plan.kind == "gone_add":
+                    plan.kind = "skip"
+                    plan.finish(DONE, note="deleted in the ERP before it reached the portal")
+                if rows:  # an earlier try did add it: take that record, never add again
                     plan.adopt(int(rows[0]["ID"]), rows[0])
                     log.info(
                         "%s %s: found in the portal as %s by ORIGIN_ID; not added again",
@@ -235,6 +239,12 @@ class Pusher:
         by_entity: dict[str, list[PushPlan]] = {}
         for plan in plans:
             by_entity.setdefault(plan.m.entity if plan.m else "", []).append(plan)
+        intents = []
+        for plan in plans:
+            if plan.command is not None and plan.m is not None and plan.kind != "delete":
+                agreed = MergeResult(agreed=dict(plan.pushed))
+                intents.append((plan.rec.row_ids, self.writer._new_base(plan.m, None, agreed)))
+        await asyncio.to_thread(self.outbox.record_intents, intents)
         for entity, group in by_entity.items():
             m = self.mappings.get(entity)
             sending = [p for p in group if p.command is not None]

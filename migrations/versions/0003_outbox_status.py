@@ -1,4 +1,4 @@
-"""outbox: status, the portal's refusal per row; sync_echo, SQLite's capture guard
+"""outbox: status, the portal's refusal, the values in flight; sync_echo, SQLite's guard
 
 Revision ID: 0003
 Revises: 0002
@@ -33,6 +33,14 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("note", sa.Text(), nullable=True, comment="what the pusher did, in words")
         )
+        batch_op.add_column(
+            sa.Column(
+                "sent",
+                sa.JSON(),
+                nullable=True,
+                comment="what the pusher is about to send (read after a crash mid-push)",
+            )
+        )
         batch_op.create_index("ix_sync_outbox_status", ["status", "id"])
     op.create_table(
         "sync_echo",
@@ -49,6 +57,7 @@ def downgrade() -> None:
     op.drop_table("sync_echo")
     with op.batch_alter_table("sync_outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_sync_outbox_status")
+        batch_op.drop_column("sent")
         batch_op.drop_column("note")
         batch_op.drop_column("error_code")
         batch_op.drop_column("status")

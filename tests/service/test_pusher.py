@@ -252,3 +252,89 @@ async def test_to_erp_fields_are_never_pushed(rig: Rig) -> None:
     assert rig.writes()[before:] == []
     b24_id = rig.one("SELECT b24_id FROM erp_company WHERE id = :k", k=key)
     assert rig.portal(b24_id)["ASSIGNED_BY_ID"] != "99"
+
+
+class Crash(Exception):
+    """The pusher dies at a step (the real kill -9 runs in test_push_crash.py)."""
+
+
+def _crashing(rig: Rig, step: str, mappings: MappingSet | None = None) -> Pusher:
+    def checkpoint(name: str) -> None:
+        if name == step:
+            raise Crash(name)
+
+    b = rig.bench
+    store = OutboxStore(b.engine, worker="this-test")  # the restarted process takes its lease
+    return Pusher(
+        b.client, b.engine, mappings or b.mappings, CONNECTOR, outbox=store, checkpoint=checkpoint
+    )
+
+
+def _origin(rig: Rig, key: str) -> list[dict[str, Any]]:
+    crm = rig.bench.emulator.portal().crm
+    records = [crm.get("company", i) for i in crm.ids("company")]
+    return [r for r in records if r["ORIGIN_ID"] == key and r["ORIGINATOR_ID"] == CONNECTOR]
+
+
+async def test_an_add_lost_in_a_crash_is_found_by_origin_id_and_not_added_twice(
+    rig: Rig,
+) -> None:
+    """The portal took the add, the local commit never happened: the next push looks the
+    record up by ORIGIN_ID, links it, and leaves the portal's own defaults alone."""
+    key = _new_company(rig, "Acme")
+    with pytest.raises(Crash):
+        await _crashing(rig, "after_write").push_until_empty()
+    assert rig.one("SELECT b24_id FROM erp_company WHERE id = :k", k=key) is None
+    before = len(rig.writes())
+    await _crashing(rig, "never").push_until_empty()
+    [record] = _origin(rig, key)
+    assert rig.one("SELECT b24_id FROM erp_company WHERE id = :k", k=key) == int(record["ID"])
+    assert rig.writes()[before:] == []  # found, linked, nothing to send again
+    assert record["COMPANY_TYPE"] == "CUSTOMER"  # the portal's default, not wiped by ''
+    assert rig.one("SELECT company_type FROM erp_company WHERE id = :k", k=key) == "CUSTOMER"
+    assert rig.outbox("pending") == []
+
+
+@pytest.mark.parametrize("policy", [DeletePolicy.DELETE, DeletePolicy.MARK])
+async def test_an_erp_delete_after_a_lost_add_follows_the_delete_policy(
+    rig: Rig, policy: DeletePolicy
+) -> None:
+    """The add reached the portal, the process died, then the ERP deleted the row: under
+    delete the portal record goes too; under mark it stays, and the note says where."""
+    company = rig.bench.mappings.entities["crm.company"]
+    mappings = MappingSet(
+        {
+            **rig.bench.mappings.entities,
+            "crm.company": dataclasses.replace(company, delete_policy=policy),
+        }
+    )
+    key = _new_company(rig, "Acme")
+    with pytest.raises(Crash):
+        await _crashing(rig, "after_write", mappings).push_until_empty()
+    [record] = _origin(rig, key)
+    rig.sql("DELETE FROM erp_company WHERE id = :k", k=key)
+    await _crashing(rig, "never", mappings).push_until_empty()
+    exists = rig.bench.emulator.portal().crm.exists("company", int(record["ID"]))
+    assert exists is (policy is DeletePolicy.MARK)
+    notes = [r["note"] for r in OutboxStore(rig.bench.engine).rows(statuses=["done"])]
+    if policy is DeletePolicy.MARK:
+        assert f"kept in the portal as {record['ID']}" in notes[-1]
+    assert rig.outbox("pending") == []
+
+
+async def test_our_own_unconfirmed_update_is_not_mistaken_for_a_portal_edit(rig: Rig) -> None:
+    """The portal took our update, the commit was lost, the ERP edited the field again:
+    the next round recognises the portal's value as what it sent itself (no conflict) and
+    pushes the newer ERP value."""
+    key = _new_company(rig, "v0")
+    await rig.pusher().push_until_empty()
+    rig.sql("UPDATE erp_company SET title = 'v1' WHERE id = :k", k=key)
+    with pytest.raises(Crash):
+        await _crashing(rig, "after_write").push_until_empty()
+    b24_id = rig.one("SELECT b24_id FROM erp_company WHERE id = :k", k=key)
+    assert rig.portal(b24_id)["TITLE"] == "v1"
+    rig.sql("UPDATE erp_company SET title = 'v2' WHERE id = :k", k=key)
+    stats = await _crashing(rig, "never").push_until_empty()
+    assert (stats.updated, stats.held) == (1, 0)
+    assert rig.portal(b24_id)["TITLE"] == "v2"
+    assert rig.one("SELECT count(*) FROM sync_conflict") == 0

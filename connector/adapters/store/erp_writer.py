@@ -296,7 +296,7 @@ class ErpWriter:
                 )
         for mf in m.multifields:
             if mf.portal in stored:
-                base[mf.portal] = tuple(tuple(pair) for pair in stored[mf.portal])
+                base[mf.portal] = tuple(tuple(pair) for pair in stored[mf.portal] or ())
         return base
 
     def _new_base(

@@ -66,6 +66,7 @@ class PendingRecord:
     row_ids: tuple[int, ...]
     ops: frozenset[str]
     retried: bool  # an earlier claim of one of these rows may have reached the portal
+    sent: dict[str, Any] | None = None  # what that earlier claim was about to send
 
 
 def _now() -> datetime:
@@ -125,6 +126,7 @@ class OutboxStore:
                     sync_outbox.c.erp_key,
                     sync_outbox.c.op,
                     sync_outbox.c.attempts,
+                    sync_outbox.c.sent,
                 )
                 .where(sync_outbox.c.status == PENDING, free)
                 .order_by(sync_outbox.c.id)
@@ -154,6 +156,7 @@ class OutboxStore:
                             sync_outbox.c.erp_key,
                             sync_outbox.c.op,
                             sync_outbox.c.attempts,
+                            sync_outbox.c.sent,
                         )
                         .where(
                             sync_outbox.c.status == PENDING,
@@ -189,9 +192,26 @@ class OutboxStore:
                 row_ids=tuple(sorted(g)),
                 ops=frozenset(str(r[3]) for r in g.values()),
                 retried=any(int(r[4] or 0) > 0 for r in g.values()),
+                sent=_merged_intents(g[i][5] for i in sorted(g)),
             )
             for (entity, key), g in grouped.items()
         ]
+
+    def record_intents(self, intents: Sequence[tuple[Sequence[int], dict[str, Any]]]) -> None:
+        """Before a write batch goes out: what it sends, on the rows it answers for.
+
+        After a crash between the portal's answer and our commit, the next claim reads it
+        back: a portal value equal to what we sent is our own write, not a portal edit.
+        """
+        if not intents:
+            return
+        with write_transaction(self.engine) as conn:
+            for row_ids, sent in intents:
+                conn.execute(
+                    sync_outbox.update()
+                    .where(sync_outbox.c.id.in_(list(row_ids)))
+                    .values(sent=sent)
+                )
 
     def release(self, row_ids: Iterable[int]) -> None:
         """Give claimed rows back (pending, unlocked) after a failure worth retrying."""
@@ -324,6 +344,18 @@ class OutboxStore:
                 sa.select(sync_outbox.c.status).where(sync_outbox.c.id == row_id)
             ).scalar_one_or_none()
         return None if value is None else str(value)
+
+
+def _merged_intents(values: Iterable[Any]) -> dict[str, Any] | None:
+    merged: dict[str, Any] = {}
+    for value in values:
+        if isinstance(value, str):  # a driver that hands JSON back as text
+            import json
+
+            value = json.loads(value)
+        if isinstance(value, dict):
+            merged.update(value)
+    return merged or None
 
 
 def _chunks(values: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

@@ -135,6 +135,12 @@ sync_outbox = Table(
     ),
     Column("error_code", String(64), nullable=True, comment="the portal's code"),
     Column("note", Text, nullable=True, comment="what the pusher did, in words"),
+    Column(
+        "sent",
+        JSON,
+        nullable=True,
+        comment="what the pusher is about to send (read after a crash mid-push)",
+    ),
     Index("ix_sync_outbox_pending", "done_at", "id"),
     Index("ix_sync_outbox_status", "status", "id"),
     comment="ERP-side changes waiting to be pushed to the portal",
