@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 from connector.adapters.store.database import write_transaction
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.journal import APPLIED, Journal
+from connector.adapters.store.outbox import OutboxStore
 from connector.core.batch_commands import Command, CommandOutcome
 from connector.core.mapping_model import MappingSet
 from connector.core.queue_records import DrainPlan, plan_batch
@@ -209,6 +210,12 @@ class Drainer:
                     conn, self.mappings.entities[entity], items, now=now, on_progress=hook
                 )
                 hook = None
+                unsent = {
+                    o.erp_key: sorted(o.pending_push)
+                    for o in outcomes
+                    if o.pending_push and o.erp_key is not None and o.action != "conflict"
+                }
+                OutboxStore.ensure_pending(conn, entity, unsent)
                 for (b24_id, record, message_id), outcome in zip(items, outcomes, strict=True):
                     if outcome.action == "skipped":
                         continue

@@ -310,9 +310,14 @@ class Pusher:
                 status = plan.status or DONE
                 if status == "retry":
                     continue
+                rows = plan.rec.row_ids
+                if status == FAILED and len(rows) > 1:  # one refusal per record, on its last row
+                    *folded, last = rows
+                    OutboxStore.finish(conn, folded, DONE, note=f"folded into outbox row {last}")
+                    rows = (last,)
                 OutboxStore.finish(
                     conn,
-                    plan.rec.row_ids,
+                    rows,
                     status,
                     note=plan.note or None,
                     code=plan.error_code,

@@ -187,3 +187,15 @@ async def test_adopting_orphans_reads_only_locked_records(bench: Bench) -> None:
     stats = await bench.drainer().resume()
     assert len(bench.emulator.requests("event.offline.list")) - before == 1
     assert stats.resumed == 1 and stats.inserted == 3
+
+
+async def test_the_portal_removing_the_last_phone_removes_it_in_the_erp(bench: Bench) -> None:
+    """An empty multi-field is absent from the portal's answer; that is a removal."""
+    cid = add_company(bench, "Acme", PHONE=[{"VALUE": "+1 555", "VALUE_TYPE": "WORK"}])
+    await bench.drainer().drain_until_empty()
+    [phone] = _children(bench, "erp_company_phone")
+    bench.emulator.ui_update(
+        "crm.company", cid, {"PHONE": [{"ID": str(phone["b24_value_id"]), "VALUE": ""}]}
+    )
+    await bench.drainer().drain_until_empty()
+    assert _children(bench, "erp_company_phone") == []

@@ -220,20 +220,21 @@ async def test_a_refused_value_fails_its_row_and_the_rest_flows(rig: Rig) -> Non
 
 
 async def test_outbox_retry_makes_a_failed_row_pending_again(rig: Rig) -> None:
-    """retry ID makes exactly that row pending; pushed again and still refused, it is
-    failed again with the portal's message — never lost, never stuck pending."""
+    """A refused record leaves one failed row; retry ID makes it pending; pushed again and
+    still refused, it is failed again with the portal's message — never lost, never stuck
+    pending."""
     key = _new_company(rig, "Bad mail")
     rig.sql(f"INSERT INTO erp_company_email (owner_id, value) VALUES ({key}, 'x@')")
     await rig.pusher().push_until_empty()
-    failed = rig.outbox("failed")
-    assert len(failed) == 2  # the insert and the e-mail row: one record, two rows
+    [failed] = rig.outbox("failed")  # two rows (insert, e-mail), one refusal, on the last
     store = OutboxStore(rig.bench.engine)
-    assert store.retry(int(failed[0]["id"])) == 1
-    assert [r["id"] for r in rig.outbox("pending")] == [failed[0]["id"]]
+    assert store.retry(int(failed["id"])) == 1
+    assert [r["id"] for r in rig.outbox("pending")] == [failed["id"]]
     stats = await rig.pusher().push_until_empty()
     assert (stats.records, stats.failed) == (1, 1)
     assert rig.outbox("pending") == []
-    assert store.retry(None) == 2
+    assert [r["id"] for r in rig.outbox("failed")] == [failed["id"]]
+    assert store.retry(None) == 1
 
 
 async def test_to_erp_fields_are_never_pushed(rig: Rig) -> None:
@@ -338,3 +339,16 @@ async def test_our_own_unconfirmed_update_is_not_mistaken_for_a_portal_edit(rig:
     assert (stats.updated, stats.held) == (1, 0)
     assert rig.portal(b24_id)["TITLE"] == "v2"
     assert rig.one("SELECT count(*) FROM sync_conflict") == 0
+
+
+async def test_a_first_phone_added_in_the_erp_reaches_the_portal(rig: Rig) -> None:
+    """The portal leaves an empty PHONE out of its answer: that reads as "no phones", so
+    the ERP's first phone is sent and its value ID comes back."""
+    key = _new_company(rig, "Acme")
+    await rig.pusher().push_until_empty()
+    rig.sql(_phone(key, "+1 555", "WORK"))
+    stats = await rig.pusher().push_until_empty()
+    assert stats.updated == 1
+    b24_id = rig.one("SELECT b24_id FROM erp_company WHERE id = :k", k=key)
+    [phone] = rig.portal(b24_id)["PHONE"]
+    assert rig.one("SELECT b24_value_id FROM erp_company_phone") == int(phone["ID"])

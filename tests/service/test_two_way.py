@@ -196,3 +196,25 @@ async def test_a_thousand_mixed_changes_cause_no_echo_either_way(two: TwoWay) ->
     for b24_id in ids:
         row, portal = two.erp_row(b24_id), two.portal(b24_id)
         assert (row["title"], row["comments"] or "") == (portal["TITLE"], portal["COMMENTS"] or "")
+
+
+async def test_an_erp_edit_no_trigger_saw_is_pushed_once_the_drain_finds_it(two: TwoWay) -> None:
+    """An edit made while the capture triggers were missing leaves no outbox row; the next
+    portal event for that record shows the merge an unsent ERP value, the drain queues it,
+    and the push sends it — the edit is late, never lost."""
+    from connector.adapters.store.outbox_triggers import existing_triggers
+
+    cid = await _synced_company(two)
+    with two.erp.begin() as conn:
+        for name, table in existing_triggers(conn).items():
+            if table == "erp_company":
+                suffix = " ON erp_company" if conn.dialect.name == "postgresql" else ""
+                conn.exec_driver_sql(f"DROP TRIGGER {name}{suffix}")
+    two.sql("UPDATE erp_company SET comments = 'unseen' WHERE b24_id = :b", b=cid)
+    assert two.count("SELECT count(*) FROM sync_outbox WHERE status = 'pending'") == 0
+    two.bench.emulator.ui_update("crm.company", cid, {"TITLE": "Renamed"})
+    await two.drain()
+    assert two.count("SELECT count(*) FROM sync_outbox WHERE status = 'pending'") == 1
+    await two.push()
+    assert (two.portal(cid)["TITLE"], two.portal(cid)["COMMENTS"]) == ("Renamed", "unseen")
+    assert two.erp_row(cid)["title"] == "Renamed"

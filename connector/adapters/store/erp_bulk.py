@@ -309,6 +309,7 @@ def _apply_chunk(
         done = outcomes[up.index]
         assert done is not None
         erp_key = str(erp_keys[up.b24_id])
+        done.erp_key = erp_key
         done.pending_push = dict(result.to_portal)
         new_base = writer._new_base(m, base, result)
         if result.has_conflict:

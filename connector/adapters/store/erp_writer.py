@@ -45,6 +45,7 @@ class ApplyOutcome:
     pending_push: dict[str, Any] = field(default_factory=dict)
     conflict_id: int | None = None
     error: RecordError | None = None  # set when action == "error" (apply_many only)
+    erp_key: str | None = None  # the ERP row's key (apply_many only)
 
 
 def _json_safe(value: Any) -> Any:
@@ -86,9 +87,10 @@ class ErpWriter:
                 side[fm.portal] = canonical(
                     fm, to_erp(fm, record[fm.portal], entity=m.entity, record_id=b24_id)
                 )
+        # The portal leaves an empty multi-field out of a list answer even when it was
+        # selected (every read here selects them all): absent means "no values".
         for mf in m.multifields:
-            if mf.portal in record:
-                side[mf.portal] = self._multi_from_portal(m, b24_id, mf.portal, record[mf.portal])
+            side[mf.portal] = self._multi_from_portal(m, b24_id, mf.portal, record.get(mf.portal))
         return side
 
     @staticmethod

@@ -264,6 +264,26 @@ class OutboxStore:
         )
 
     @staticmethod
+    def ensure_pending(conn: Connection, entity: str, changed: dict[str, list[str]]) -> int:
+        """ERP values the merge found unsent (``{erp_key: fields}``): make sure each record
+        has a pending row, so no ERP edit waits for a trigger that never fired."""
+        if not changed:
+            return 0
+        have = set(
+            conn.execute(
+                sa.select(sync_outbox.c.erp_key).where(
+                    sync_outbox.c.entity == entity,
+                    sync_outbox.c.status.in_([PENDING, HELD]),
+                    sync_outbox.c.erp_key.in_(list(changed)),
+                )
+            ).scalars()
+        )
+        missing = [k for k in changed if k not in have]
+        for key in missing:
+            OutboxStore.enqueue(conn, entity, key, changed[key])
+        return len(missing)
+
+    @staticmethod
     def enqueue(conn: Connection, entity: str, erp_key: str, changed: Sequence[str]) -> None:
         """Add a pending row from the connector itself (an ERP value no trigger captured)."""
         conn.execute(

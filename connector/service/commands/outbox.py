@@ -70,4 +70,5 @@ def outbox_retry(row_id: int | None, retry_all: bool) -> None:
         count = store.retry(row_id)
     finally:
         store.engine.dispose()
-    click.echo(f"{count} outbox rows pending again; run b24-connector sync --once to push them")
+    rows = "row" if count == 1 else "rows"
+    click.echo(f"{count} outbox {rows} pending again; run b24-connector sync --once to push")
