@@ -49,14 +49,6 @@ class MappingError(ConfigError):
         self.line = line
 
 
-class NotImplementedYet(ConnectorError):
-    """A CLI verb whose capability has not landed yet."""
-
-    def __init__(self, verb: str) -> None:
-        super().__init__(f"not implemented yet: {verb}")
-        self.verb = verb
-
-
 class StoreError(ConnectorError):
     """The local database failed (unreachable, schema out of date, constraint)."""
 

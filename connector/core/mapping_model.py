@@ -125,6 +125,8 @@ class EntityMapping:
         """Fields to ``select`` when reading this entity from the portal."""
         codes = ["ID", *(f.portal for f in self.fields)]
         codes += [m.portal for m in self.multifields]
+        if "DATE_MODIFY" not in codes:  # the portal side's modification time (newer_wins)
+            codes.append("DATE_MODIFY")
         return codes
 
 

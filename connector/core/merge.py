@@ -11,13 +11,20 @@ Values are compared in canonical form (:func:`connector.core.field_values.canoni
 
 A field whose direction forbids a move never moves that way: a ``to_portal`` field's
 portal change is ignored, a ``to_erp`` field's ERP change is overwritten by the portal.
+
+With no base (a field newly mapped, a row the ERP linked by itself) nobody knows who
+moved: an empty side takes the other's value, and two different values are settled by the
+policy like a both-sides edit — ``manual`` makes it a conflict, never a silent portal win.
+
+``newer_wins`` compares the two sides' modification times; times closer than the skew
+tolerance cannot be told apart, and the field becomes a conflict.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -38,6 +45,16 @@ class FieldRule:
 
 
 @dataclass(frozen=True)
+class Split:
+    """A base that is a disagreement both sides accept (an operator ignored a conflict):
+    each side's value as it was. Neither side has moved while it still holds its value;
+    when one side moves, the field syncs as usual, and once they agree the split is gone."""
+
+    portal: Any
+    erp: Any
+
+
+@dataclass(frozen=True)
 class Sides:
     """One field's three values, already canonical. ``has_base`` False: never synced."""
 
@@ -55,10 +72,15 @@ class MergeResult:
     to_portal: dict[str, Any] = field(default_factory=dict)
     conflicts: dict[str, Sides] = field(default_factory=dict)
     agreed: dict[str, Any] = field(default_factory=dict)  # field → value both sides now hold
+    split: dict[str, Split] = field(default_factory=dict)  # accepted disagreements kept
 
     @property
     def has_conflict(self) -> bool:
         return bool(self.conflicts)
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == () or value is False
 
 
 def decide(rule: FieldRule, sides: Sides, *, portal_newer: bool | None = None) -> Move:
@@ -67,11 +89,17 @@ def decide(rule: FieldRule, sides: Sides, *, portal_newer: bool | None = None) -
     erp_allowed = rule.direction in (Direction.BOTH, Direction.TO_PORTAL)
     if sides.portal == sides.erp:
         return Move.NONE
-    base = sides.base if sides.has_base else sides.erp
-    portal_moved = sides.portal != base
-    erp_moved = sides.erp != base if sides.has_base else False
-    if not sides.has_base and rule.direction is Direction.TO_PORTAL:
-        return Move.TO_PORTAL
+    if isinstance(sides.base, Split):
+        portal_moved = sides.portal != sides.base.portal
+        erp_moved = sides.erp != sides.base.erp
+        if not portal_moved and not erp_moved:
+            return Move.NONE  # the disagreement an operator accepted still stands
+    elif sides.has_base:
+        portal_moved = sides.portal != sides.base
+        erp_moved = sides.erp != sides.base
+    else:  # unknown history: an empty side has nothing to lose, two values both "moved"
+        portal_moved = not _empty(sides.portal) or _empty(sides.erp)
+        erp_moved = not _empty(sides.erp)
     if portal_moved and not erp_moved:
         return Move.TO_ERP if portal_allowed else (Move.TO_PORTAL if erp_allowed else Move.NONE)
     if erp_moved and not portal_moved:
@@ -98,15 +126,22 @@ def merge_record(
     *,
     portal_modified: datetime | None = None,
     erp_modified: datetime | None = None,
+    skew: timedelta = timedelta(0),
 ) -> MergeResult:
     """Merge every field of ``rules``. ``erp`` None: the ERP has no row yet (take the portal).
 
     ``portal`` lacking a field means the portal did not report it: it is left alone.
+    ``newer_wins`` fields use the modification times, when both are known and further
+    apart than ``skew``.
     """
     result = MergeResult()
     newer: bool | None = None
-    if portal_modified is not None and erp_modified is not None:
-        newer = portal_modified >= erp_modified
+    if (
+        portal_modified is not None
+        and erp_modified is not None
+        and abs(portal_modified - erp_modified) > skew
+    ):
+        newer = portal_modified > erp_modified
     for name, rule in rules.items():
         if name not in portal:
             continue
@@ -120,7 +155,9 @@ def merge_record(
         has_base = base is not None and name in base
         sides = Sides(base.get(name) if base else None, p, e, has_base)
         move = decide(rule, sides, portal_newer=newer)
-        if move is Move.NONE:  # only when both sides already hold the same value
+        if move is Move.NONE and isinstance(sides.base, Split) and p != e:
+            result.split[name] = sides.base
+        elif move is Move.NONE:  # both sides hold the same value
             result.agreed[name] = p
         elif move is Move.TO_ERP:
             result.to_erp[name] = p

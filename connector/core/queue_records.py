@@ -46,6 +46,7 @@ class DrainPlan:
 
     records: list[QueueRecord] = field(default_factory=list)
     bad: list[BadRecord] = field(default_factory=list)
+    unmapped: list[tuple[int, str]] = field(default_factory=list)  # (record ID, event name)
 
     def targets(self) -> dict[str, list[int]]:
         """entity → distinct entity ids, each fetched once however many records name it."""
@@ -59,6 +60,7 @@ class DrainPlan:
     def record_ids(self) -> list[int]:
         ids = [r.record_id for r in self.records]
         ids += [b.record_id for b in self.bad if b.record_id is not None]
+        ids += [record_id for record_id, _ in self.unmapped]
         return ids
 
 
@@ -127,7 +129,8 @@ def parse_record(raw: Mapping[str, Any], mappings: MappingSet) -> QueueRecord:
 
 
 def plan_batch(events: Iterable[Any], mappings: MappingSet) -> DrainPlan:
-    """Sort a drained batch into usable records and bad ones."""
+    """Sort a drained batch into usable records, bad ones, and events no mapping names
+    (an entity whose mapping was removed: those are cleared, never held)."""
     plan = DrainPlan()
     for raw in events:
         if not isinstance(raw, Mapping):
@@ -137,6 +140,11 @@ def plan_batch(events: Iterable[Any], mappings: MappingSet) -> DrainPlan:
                 record_id=None,
             )
             plan.bad.append(BadRecord(None, None, err, {"raw": repr(raw)[:500]}))
+            continue
+        name, record_id = raw.get("EVENT_NAME"), _int(raw.get("ID"))
+        unmapped = isinstance(name, str) and bool(name) and mappings.by_event(name) is None
+        if unmapped and record_id is not None:  # no mapping wants it: cleared, not held
+            plan.unmapped.append((record_id, str(name).upper()))
             continue
         try:
             plan.records.append(parse_record(raw, mappings))

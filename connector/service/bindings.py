@@ -5,11 +5,14 @@
    with a message saying what the plan lacks.
 2. ``event.get``, then ``event.bind event_type=offline`` for every ADD/UPDATE/DELETE event
    the mappings need that is not bound yet for our connector. A duplicate bind
-   (``ERROR_CORE`` "Handler already binded") counts as bound.
+   (``ERROR_CORE`` "Handler already binded") counts as bound. Our offline bindings of CRM
+   events no mapping names any more are unbound (``event.unbind``), so the queue does not
+   fill with events nobody drains.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +20,8 @@ from typing import Any
 from connector.core.mapping_model import MappingSet
 from connector.errors import ConfigError, RejectedError
 from connector.service.drainer import PortalCalls
+
+log = logging.getLogger(__name__)
 
 FEATURES = {
     "rest_offline_extended": "the extended offline queue (event.offline.get clear=0)",
@@ -30,6 +35,7 @@ class BindingReport:
     features: dict[str, bool] = field(default_factory=dict)
     already: list[str] = field(default_factory=list)
     bound: list[str] = field(default_factory=list)
+    unbound: list[str] = field(default_factory=list)
 
     @property
     def events(self) -> list[str]:
@@ -84,4 +90,12 @@ async def ensure_bindings(
                 report.already.append(event)
                 continue
             report.bound.append(event)
+    # Bindings no mapping names any more (a mapping removed) would only fill the queue.
+    wanted = {event for mapping in mappings for event in mapping.event_names()}
+    for event in sorted(existing - wanted):
+        if not event.startswith("ONCRM"):
+            continue
+        await portal.call("event.unbind", {"event": event, "event_type": "offline"})
+        log.info("unbound %s: no mapping names its entity", event)
+        report.unbound.append(event)
     return report

@@ -13,10 +13,11 @@ import click
 from connector import __version__
 from connector.errors import ConnectorError
 from connector.service.commands import db as db_commands
-from connector.service.commands import pending
 from connector.service.commands.backfill import backfill
+from connector.service.commands.conflicts import conflicts
 from connector.service.commands.demo import demo
 from connector.service.commands.emulator import emulator
+from connector.service.commands.errors import errors
 from connector.service.commands.outbox import outbox
 from connector.service.commands.queue import queue
 from connector.service.commands.run import run
@@ -39,16 +40,15 @@ def cli(verbose: int) -> None:
 
 def _attach() -> None:
     cli.add_command(db_commands.db)
-    try:
-        from connector.service.commands.auth import auth
-    except ImportError:  # until the portal client lands
-        auth = pending.auth_placeholder
+    from connector.service.commands.auth import auth
+
     cli.add_command(auth)
     for command in (
         run,
         sync,
         backfill,
-        pending.conflicts,
+        conflicts,
+        errors,
         queue,
         outbox,
         status,

@@ -181,6 +181,13 @@ class Drainer:
         stats = DrainStats(batches=1, records=len(plan.records) + len(plan.bad))
         flagged: list[str] = []
         now = datetime.now(UTC)
+        if plan.unmapped:
+            names = sorted({name for _, name in plan.unmapped})
+            log.info(
+                "clearing %d queue records of events no mapping names: %s",
+                len(plan.unmapped),
+                ", ".join(names),
+            )
         with write_transaction(self.engine) as conn:
             for bad in plan.bad:
                 log.warning("bad queue record: %s", bad.error)
@@ -216,6 +223,8 @@ class Drainer:
                     if o.pending_push and o.erp_key is not None and o.action != "conflict"
                 }
                 OutboxStore.ensure_pending(conn, entity, unsent)
+                synced = [o.b24_id for o in outcomes if o.error is None and o.action != "skipped"]
+                self.writer.resolve_errors(conn, entity, synced, now)
                 for (b24_id, record, message_id), outcome in zip(items, outcomes, strict=True):
                     if outcome.action == "skipped":
                         continue
@@ -278,9 +287,15 @@ class Drainer:
         return total
 
     async def _resume_reserved(self, process_id: str) -> DrainStats:
-        answer = await self.portal.call("event.offline.get", {"process_id": process_id, "clear": 0})
-        result = answer.result if isinstance(answer.result, Mapping) else {}
-        events = list(result.get("events") or [])
+        events: list[Any] = []
+        for error in (0, 1):  # a released held record keeps ERROR=1 while it is locked
+            answer = await self.portal.call(
+                "event.offline.get", {"process_id": process_id, "clear": 0, "error": error}
+            )
+            result = answer.result if isinstance(answer.result, Mapping) else {}
+            events = list(result.get("events") or [])
+            if events:
+                break
         if not events:
             await asyncio.to_thread(self.journal.reserve, process_id, [], [])
             await asyncio.to_thread(self.journal.mark_cleared, process_id)

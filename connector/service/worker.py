@@ -36,6 +36,7 @@ from connector.core.mapping_model import MappingSet
 from connector.errors import AuthRevokedError, FatalPortalError, PortalError
 from connector.service.bindings import ensure_bindings
 from connector.service.drainer import Drainer, DrainStats, PortalCalls
+from connector.service.holds import Holds
 from connector.service.pusher import Pusher, PushStats
 
 log = logging.getLogger("connector.worker")
@@ -76,6 +77,7 @@ class Worker:
         self.push_interval = push_interval
         self.drainer = Drainer(client, engine, mappings, connector_id)
         self.pusher = Pusher(client, engine, mappings, connector_id)
+        self.holds = Holds(self.drainer)
         self.turns = asyncio.Lock()
         self.fatal: BaseException | None = None
         self.stats = WorkerStats()
@@ -97,6 +99,7 @@ class Worker:
     async def run(self) -> WorkerStats:
         await ensure_bindings(self.client, self.mappings, self.connector_id)
         self.stats.totals.add(await self.drainer.resume())
+        self.stats.totals.add(await self.holds.sweep())
         poll = SafetyPoll(self.wake, interval=self.poll_interval)
         tasks = [
             asyncio.create_task(poll.run(), name="safety-poll"),
@@ -157,6 +160,8 @@ class Worker:
                     self.stats.totals.add(batch)
                     if not batch.records:
                         break
+                async with self.turns:
+                    self.stats.totals.add(await self.holds.settle())
                 self.stats.drains += 1
             except (FatalPortalError, AuthRevokedError):
                 raise

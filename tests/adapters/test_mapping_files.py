@@ -74,6 +74,7 @@ def test_a_full_mapping_is_parsed_with_defaults() -> None:
         "REVENUE",
         "COMPANY_TYPE",
         "PHONE",
+        "DATE_MODIFY",  # always read: the portal side's modification time
     ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -22,11 +22,14 @@ BOTH = FieldRule()
         (Sides("a", "a", "b"), Move.TO_PORTAL),
         (Sides("a", "b", "b"), Move.NONE),
         (Sides("a", "b", "c"), Move.CONFLICT),
-        (Sides(None, "b", "c", has_base=False), Move.TO_ERP),
+        (Sides(None, "b", "c", has_base=False), Move.CONFLICT),
+        (Sides(None, "b", None, has_base=False), Move.TO_ERP),
+        (Sides(None, None, "c", has_base=False), Move.TO_PORTAL),
     ],
 )
 def test_moves_for_a_two_way_manual_field(sides: Sides, move: Move) -> None:
-    """Who moved away from the base decides; both moving apart is a conflict."""
+    """Who moved away from the base decides; both moving apart is a conflict; with no base
+    an empty side takes the other's value and two different values are a conflict."""
     assert decide(BOTH, sides) == move
 
 
@@ -91,6 +94,22 @@ def test_newer_wins_through_merge_record() -> None:
     assert got.to_erp == {"T": "p"}
 
 
+def test_newer_wins_within_the_skew_tolerance_is_a_conflict() -> None:
+    """Two edits closer than the clock skew cannot be ordered: the operator decides."""
+    rules = {"T": FieldRule(conflict=ConflictPolicy.NEWER_WINS)}
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    close = merge_record(
+        rules,
+        {"T": "a"},
+        {"T": "p"},
+        {"T": "e"},
+        portal_modified=at,
+        erp_modified=at + timedelta(seconds=2),
+        skew=timedelta(seconds=5),
+    )
+    assert set(close.conflicts) == {"T"}
+
+
 values = st.sampled_from(["a", "b", "c", None])
 
 
@@ -108,3 +127,18 @@ def test_merge_never_loses_a_side_silently(base: object, portal: object, erp: ob
             assert final == portal
         if erp != base and portal == base:
             assert final == erp
+
+
+def test_an_accepted_disagreement_holds_until_one_side_moves() -> None:
+    """A Split base (a conflict ignored by an operator): the two values stay as they are;
+    when the portal moves, its value syncs; once both agree the split is gone."""
+    from connector.core.merge import Split
+
+    base = {"T": Split("p", "e")}
+    still = merge_record({"T": BOTH}, base, {"T": "p"}, {"T": "e"})
+    assert (still.to_erp, still.to_portal, still.conflicts) == ({}, {}, {})
+    assert still.split == {"T": Split("p", "e")}
+    moved = merge_record({"T": BOTH}, base, {"T": "p2"}, {"T": "e"})
+    assert moved.to_erp == {"T": "p2"} and moved.split == {}
+    both = merge_record({"T": BOTH}, base, {"T": "p2"}, {"T": "e2"})
+    assert set(both.conflicts) == {"T"}

@@ -20,6 +20,10 @@ VERBS = [
     ["conflicts", "list"],
     ["conflicts", "show"],
     ["conflicts", "resolve"],
+    ["errors", "list"],
+    ["errors", "retry"],
+    ["outbox", "list"],
+    ["outbox", "retry"],
     ["queue", "list"],
     ["status"],
     ["emulator"],
@@ -55,6 +59,8 @@ def test_help_lists_every_verb_of_the_design(tmp_path: Path) -> None:
         "db",
         "demo",
         "emulator",
+        "errors",
+        "outbox",
         "queue",
         "run",
         "status",
@@ -71,16 +77,20 @@ def test_help_lists_every_verb_of_the_design(tmp_path: Path) -> None:
         assert "Usage:" in result.output
 
 
-def test_verbs_not_landed_yet_say_so_and_exit_1(tmp_path: Path) -> None:
-    """A verb whose feature has not landed exits 1 with "not implemented yet: <verb>"."""
-    from connector.service.commands import pending
-
-    pending_names = {c.name for c in vars(pending).values() if hasattr(c, "callback")}
-    if "conflicts" not in pending_names:
-        pytest.fail("update this test: conflicts has landed")
-    result = run_cli("conflicts", "list", cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.strip() == "error: not implemented yet: conflicts list"
+def test_the_operator_verbs_work_on_an_empty_database(tmp_path: Path) -> None:
+    """conflicts, errors and outbox answer on a fresh database — none is a placeholder."""
+    assert run_cli("db", "upgrade", cwd=tmp_path).returncode == 0
+    for verb, expected in [
+        (("conflicts", "list"), "no open conflicts"),
+        (("errors", "list"), "no open record errors"),
+        (("outbox", "list"), "the outbox is empty"),
+    ]:
+        result = run_cli(*verb, cwd=tmp_path)
+        assert result.returncode == 0, (verb, result.stderr)
+        assert result.stdout.strip() == expected
+    missing = run_cli("conflicts", "show", "7", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "no conflict 7" in missing.stderr
 
 
 def test_db_upgrade_creates_a_new_sqlite_file(tmp_path: Path) -> None:

@@ -144,6 +144,8 @@ def dump(engine: sa.Engine, writer: ErpWriter) -> dict[str, list[tuple[Any, ...]
                 row = {k: v for k, v in r.items() if k != "id"}
                 if name == "sync_outbox":  # captured ERP edits: when they happened is noise
                     row.pop("created_at")
+                if name == "sync_conflict":  # the ERP side's time comes from those rows
+                    row.pop("times")
                 if name in child_owner:
                     row[MULTI_OWNER] = key_to_b24[child_owner[name]].get(str(row[MULTI_OWNER]))
                 if "erp_key" in row and "entity" in row:

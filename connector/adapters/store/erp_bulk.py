@@ -22,6 +22,15 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from connector.adapters.store.erp_tables import MULTI_OWNER, MULTI_TYPE, MULTI_VALUE, MULTI_VALUE_ID
+from connector.adapters.store.erp_writer import (
+    DELETE_CONFLICT,
+    DELETED_FIELD,
+    SideTimes,
+    conflict_update,
+    erp_change_times,
+    new_conflict,
+    portal_time,
+)
 from connector.adapters.store.tables import sync_conflict, sync_link
 from connector.core.field_values import canonical
 from connector.core.mapping_model import DeletePolicy, EntityMapping
@@ -41,6 +50,7 @@ class _Upsert:
     b24_id: int
     message_id: str | None
     portal_side: dict[str, Any]
+    times: SideTimes
 
 
 def _runs(rows: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -132,16 +142,40 @@ def _apply_chunk(
         children[mf.table] = per_owner
     open_conflicts: dict[int, Any] = {}
     for cr in conn.execute(
-        sa.select(sync_conflict.c.id, sync_conflict.c.b24_id, sync_conflict.c.fields).where(
+        sa.select(
+            sync_conflict.c.id,
+            sync_conflict.c.fields,
+            sync_conflict.c.message_ids,
+            sync_conflict.c.b24_id,
+        ).where(
             sync_conflict.c.entity == m.entity,
             sync_conflict.c.b24_id.in_(ids),
             sync_conflict.c.status == "open",
         )
     ).all():
-        open_conflicts.setdefault(int(cr[1]), cr)
+        open_conflicts.setdefault(int(cr[3]), cr)
+
+    erp_times = erp_change_times(conn, m.entity, [str(k) for k in keys])
+    conflict_upd: list[dict[str, Any]] = []
 
     # --- deletes ---------------------------------------------------------------------
-    deletes = [i for i in chunk if items[i][1] is None]
+    deletes: list[int] = []
+    for i in chunk:
+        b24_id, record, message_id = items[i]
+        if record is not None:
+            continue
+        held = open_conflicts.get(b24_id)
+        if held is None:
+            deletes.append(i)
+            continue
+        # delete vs edit: it joins the open conflict; nothing is deleted or dropped
+        outcome = ApplyOutcome(m.entity, b24_id, "conflict", conflicts=[DELETED_FIELD])
+        outcome.conflict_id = int(held[0])
+        times = SideTimes(now, None)
+        values = conflict_update(held, DELETE_CONFLICT, message_id, times, now, merge=True)
+        if values:
+            conflict_upd.append({"_id": held[0], **values})
+        outcomes[i] = outcome
     if deletes:
         gone_keys: list[Any] = []
         for i in deletes:
@@ -206,8 +240,19 @@ def _apply_chunk(
                         for n, r in enumerate(existing, start=1)
                     }
                 )
-        result = merge_record(rules, base, portal_cmp, erp_cmp)
-        plans.append((_Upsert(i, b24_id, message_id, side), link, row, base, result))
+        times = SideTimes(
+            portal_time(record), erp_times.get(str(row[m.key])) if row is not None else None
+        )
+        result = merge_record(
+            rules,
+            base,
+            portal_cmp,
+            erp_cmp,
+            portal_modified=times.portal,
+            erp_modified=times.erp,
+            skew=writer.skew,
+        )
+        plans.append((_Upsert(i, b24_id, message_id, side, times), link, row, base, result))
 
     # --- parent rows -----------------------------------------------------------------
     new_rows: list[dict[str, Any]] = []
@@ -304,7 +349,6 @@ def _apply_chunk(
     # --- conflicts and links -----------------------------------------------------------
     link_new: list[dict[str, Any]] = []
     link_upd: list[dict[str, Any]] = []
-    conflict_upd: list[dict[str, Any]] = []
     for up, link, _row, base, result in plans:
         done = outcomes[up.index]
         assert done is not None
@@ -318,19 +362,16 @@ def _apply_chunk(
             fields = writer._conflict_fields(result)
             open_row = open_conflicts.get(up.b24_id)
             if open_row is not None:
-                if open_row[2] != fields:
-                    conflict_upd.append({"_id": open_row[0], "_f": fields, "_m": up.message_id})
+                values = conflict_update(open_row, fields, up.message_id, up.times, now)
+                if values:
+                    conflict_upd.append({"_id": open_row[0], **values})
                 done.conflict_id = int(open_row[0])
             else:
                 inserted = conn.execute(
                     sync_conflict.insert().values(
-                        entity=m.entity,
-                        b24_id=up.b24_id,
-                        erp_key=erp_key,
-                        fields=fields,
-                        message_id=up.message_id,
-                        status="open",
-                        created_at=now,
+                        **new_conflict(
+                            m.entity, up.b24_id, erp_key, fields, up.message_id, up.times, now
+                        )
                     )
                 ).inserted_primary_key
                 assert inserted is not None
@@ -348,12 +389,11 @@ def _apply_chunk(
             )
         elif link["base"] != new_base or link["erp_key"] != erp_key or link["deleted"]:
             link_upd.append({"_id": link["id"], "_b": new_base, "_k": erp_key})
-    if conflict_upd:
+    for upd in conflict_upd:  # rare: one statement each keeps the shapes simple
         conn.execute(
             sync_conflict.update()
-            .where(sync_conflict.c.id == sa.bindparam("_id"))
-            .values(fields=sa.bindparam("_f"), message_id=sa.bindparam("_m")),
-            conflict_upd,
+            .where(sync_conflict.c.id == upd["_id"])
+            .values(**{k: v for k, v in upd.items() if k != "_id"})
         )
     if link_new:
         conn.execute(sync_link.insert(), link_new)

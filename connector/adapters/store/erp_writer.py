@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,13 +25,15 @@ from connector.adapters.store.erp_tables import (
     MULTI_VALUE_ID,
     erp_metadata,
 )
-from connector.adapters.store.tables import sync_conflict, sync_link, sync_record_error
+from connector.adapters.store.tables import sync_conflict, sync_link, sync_outbox, sync_record_error
 from connector.core.field_values import canonical, to_erp, to_portal
-from connector.core.mapping_model import DeletePolicy, EntityMapping, MappingSet
-from connector.core.merge import FieldRule, MergeResult, merge_record
+from connector.core.mapping_model import DeletePolicy, EntityMapping, FieldMapping, MappingSet
+from connector.core.merge import FieldRule, MergeResult, Split, merge_record
 from connector.errors import RecordError
 
 MultiValue = tuple[tuple[str, str], ...]
+SPLIT = "__split__"
+"""How a :class:`Split` base is stored: ``{"__split__": [portal value, ERP value]}``."""
 
 
 @dataclass
@@ -63,9 +65,10 @@ def _json_safe(value: Any) -> Any:
 class ErpWriter:
     """Writes portal state into the ERP tables described by ``mappings``."""
 
-    def __init__(self, mappings: MappingSet) -> None:
+    def __init__(self, mappings: MappingSet, *, skew: float = 5.0) -> None:
         self.mappings = mappings
         self.metadata = erp_metadata(mappings)
+        self.skew = timedelta(seconds=skew)  # newer_wins: closer than this is a conflict
 
     def table(self, name: str) -> Table:
         return self.metadata.tables[name]
@@ -151,7 +154,7 @@ class ErpWriter:
     ) -> ApplyOutcome:
         """Apply the portal's state of one record (``None``: it is gone from the portal)."""
         if record is None:
-            return self._apply_delete(conn, m, b24_id, now)
+            return self._apply_delete(conn, m, b24_id, message_id, now)
         parent = self.table(m.table)
         link = (
             conn.execute(
@@ -180,7 +183,18 @@ class ErpWriter:
             for mf in m.multifields:
                 erp_cmp[mf.portal] = self._multi_key(self._read_multi(conn, mf.table, row[m.key]))
         base = self._base(m, link["base"] if link else None)
-        result = merge_record(rules, base, portal_cmp, erp_cmp)
+        times = SideTimes(portal_time(record), None)
+        if row is not None:
+            times.erp = erp_change_times(conn, m.entity, [str(row[m.key])]).get(str(row[m.key]))
+        result = merge_record(
+            rules,
+            base,
+            portal_cmp,
+            erp_cmp,
+            portal_modified=times.portal,
+            erp_modified=times.erp,
+            skew=self.skew,
+        )
         outcome = ApplyOutcome(m.entity, b24_id, "unchanged")
         values = {
             fm.column: self._db_value(conn, result.to_erp[fm.portal])
@@ -216,7 +230,7 @@ class ErpWriter:
             outcome.action = "conflict"
             outcome.conflicts = sorted(result.conflicts)
             outcome.conflict_id = self._record_conflict(
-                conn, m, b24_id, str(erp_key), result, message_id, now
+                conn, m, b24_id, str(erp_key), self._conflict_fields(result), message_id, now, times
             )
         self._write_link(conn, m, b24_id, str(erp_key), link, new_base, now)
         return outcome
@@ -291,14 +305,31 @@ class ErpWriter:
         if not isinstance(stored, Mapping):
             return None
         base: dict[str, Any] = {}
+
+        def plain(fm: FieldMapping, raw: Any) -> Any:
+            return canonical(fm, to_erp(fm, raw, entity=m.entity, record_id=None))
+
+        def pairs(raw: Any) -> MultiValue:
+            return tuple(tuple(pair) for pair in raw or ())
+
         for fm in m.fields:
             if fm.portal in stored:
-                base[fm.portal] = canonical(
-                    fm, to_erp(fm, stored[fm.portal], entity=m.entity, record_id=None)
+                raw = stored[fm.portal]
+                split = raw.get(SPLIT) if isinstance(raw, Mapping) else None
+                base[fm.portal] = (
+                    Split(plain(fm, split[0]), plain(fm, split[1]))
+                    if isinstance(split, list)
+                    else plain(fm, raw)
                 )
         for mf in m.multifields:
             if mf.portal in stored:
-                base[mf.portal] = tuple(tuple(pair) for pair in stored[mf.portal] or ())
+                raw = stored[mf.portal]
+                split = raw.get(SPLIT) if isinstance(raw, Mapping) else None
+                base[mf.portal] = (
+                    Split(pairs(split[0]), pairs(split[1]))
+                    if isinstance(split, list)
+                    else pairs(raw)
+                )
         return base
 
     def _new_base(
@@ -308,13 +339,27 @@ class ErpWriter:
         for name, value in result.agreed.items():
             if name not in result.to_portal:  # not agreed until the portal has it
                 merged[name] = value
+        merged.update(result.split)
         out: dict[str, Any] = {}
         for fm in m.fields:
             if fm.portal in merged:
-                out[fm.portal] = to_portal(fm, merged[fm.portal], entity=m.entity, record_id=None)
+                value = merged[fm.portal]
+                if isinstance(value, Split):
+                    out[fm.portal] = {
+                        SPLIT: [
+                            to_portal(fm, value.portal, entity=m.entity, record_id=None),
+                            to_portal(fm, value.erp, entity=m.entity, record_id=None),
+                        ]
+                    }
+                else:
+                    out[fm.portal] = to_portal(fm, value, entity=m.entity, record_id=None)
         for mf in m.multifields:
             if mf.portal in merged:
-                out[mf.portal] = _json_safe(merged[mf.portal])
+                value = merged[mf.portal]
+                if isinstance(value, Split):
+                    out[mf.portal] = {SPLIT: [_json_safe(value.portal), _json_safe(value.erp)]}
+                else:
+                    out[mf.portal] = _json_safe(value)
         return out
 
     def _write_link(
@@ -361,36 +406,34 @@ class ErpWriter:
         conn: Connection,
         m: EntityMapping,
         b24_id: int,
-        erp_key: str,
-        result: MergeResult,
+        erp_key: str | None,
+        fields: dict[str, Any],
         message_id: str | None,
         now: datetime,
+        times: SideTimes,
+        *,
+        merge_fields: bool = False,
     ) -> int:
-        fields = self._conflict_fields(result)
+        """Open a conflict for the record, or bring its open one up to date (one per record)."""
         open_row = conn.execute(
-            sa.select(sync_conflict.c.id, sync_conflict.c.fields).where(
+            sa.select(
+                sync_conflict.c.id, sync_conflict.c.fields, sync_conflict.c.message_ids
+            ).where(
                 sync_conflict.c.entity == m.entity,
                 sync_conflict.c.b24_id == b24_id,
                 sync_conflict.c.status == "open",
             )
         ).first()
         if open_row is not None:
-            if open_row[1] != fields:
+            values = conflict_update(open_row, fields, message_id, times, now, merge=merge_fields)
+            if values:
                 conn.execute(
-                    sync_conflict.update()
-                    .where(sync_conflict.c.id == open_row[0])
-                    .values(fields=fields, message_id=message_id)
+                    sync_conflict.update().where(sync_conflict.c.id == open_row[0]).values(**values)
                 )
             return int(open_row[0])
         inserted = conn.execute(
             sync_conflict.insert().values(
-                entity=m.entity,
-                b24_id=b24_id,
-                erp_key=erp_key,
-                fields=fields,
-                message_id=message_id,
-                status="open",
-                created_at=now,
+                **new_conflict(m.entity, b24_id, erp_key, fields, message_id, times, now)
             )
         ).inserted_primary_key
         assert inserted is not None
@@ -399,7 +442,12 @@ class ErpWriter:
     # --- delete ------------------------------------------------------------------------
 
     def _apply_delete(
-        self, conn: Connection, m: EntityMapping, b24_id: int, now: datetime
+        self,
+        conn: Connection,
+        m: EntityMapping,
+        b24_id: int,
+        message_id: str | None,
+        now: datetime,
     ) -> ApplyOutcome:
         parent = self.table(m.table)
         row = (
@@ -408,6 +456,28 @@ class ErpWriter:
             .first()
         )
         outcome = ApplyOutcome(m.entity, b24_id, "unchanged")
+        held = conn.execute(
+            sa.select(sync_conflict.c.id).where(
+                sync_conflict.c.entity == m.entity,
+                sync_conflict.c.b24_id == b24_id,
+                sync_conflict.c.status == "open",
+            )
+        ).first()
+        if held is not None:  # delete vs edit: the operator decides, nothing is dropped
+            outcome.action = "conflict"
+            outcome.conflicts = [DELETED_FIELD]
+            outcome.conflict_id = self._record_conflict(
+                conn,
+                m,
+                b24_id,
+                None,
+                DELETE_CONFLICT,
+                message_id,
+                now,
+                SideTimes(now, None),
+                merge_fields=True,
+            )
+            return outcome
         if row is not None:
             if m.delete_policy is DeletePolicy.DELETE:
                 for mf in m.multifields:
@@ -445,19 +515,53 @@ class ErpWriter:
         payload: Any,
         now: datetime,
     ) -> None:
-        """Keep a record that could not be synced, for the operator (``status``)."""
+        """Keep a record that could not be synced, for the operator (``errors list``).
+
+        One open error per record: seen again, the open row is brought up to date.
+        """
+        values = {
+            "field": error.field,
+            "message": str(error),
+            "message_id": message_id,
+            "payload": _json_safe_deep(payload),
+            "last_seen_at": now,
+        }
+        if b24_id is not None:
+            found = conn.execute(
+                sa.select(sync_record_error.c.id).where(
+                    sync_record_error.c.entity == error.entity,
+                    sync_record_error.c.b24_id == b24_id,
+                    sync_record_error.c.status == "open",
+                )
+            ).first()
+            if found is not None:
+                conn.execute(
+                    sync_record_error.update()
+                    .where(sync_record_error.c.id == found[0])
+                    .values(**values)
+                )
+                return
         conn.execute(
             sync_record_error.insert().values(
-                entity=error.entity,
-                b24_id=b24_id,
-                field=error.field,
-                message=str(error),
-                message_id=message_id,
-                payload=_json_safe_deep(payload),
-                status="open",
-                created_at=now,
+                entity=error.entity, b24_id=b24_id, status="open", created_at=now, **values
             )
         )
+
+    @staticmethod
+    def resolve_errors(conn: Connection, entity: str, b24_ids: Sequence[int], now: datetime) -> int:
+        """Records that synced now: their open errors are closed."""
+        if not b24_ids:
+            return 0
+        result = conn.execute(
+            sync_record_error.update()
+            .where(
+                sync_record_error.c.entity == entity,
+                sync_record_error.c.b24_id.in_(list(b24_ids)),
+                sync_record_error.c.status == "open",
+            )
+            .values(status="resolved", resolved_at=now)
+        )
+        return int(result.rowcount or 0)
 
 
 def _json_safe_deep(value: Any) -> Any:
@@ -468,3 +572,104 @@ def _json_safe_deep(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+DELETED_FIELD = "__record__"
+"""The pseudo-field of a delete-vs-edit conflict: the portal deleted a record in conflict."""
+DELETE_CONFLICT = {DELETED_FIELD: {"base": "present", "portal": "deleted", "erp": "present"}}
+
+
+@dataclass
+class SideTimes:
+    """When each side last changed the record (``None``: not known)."""
+
+    portal: datetime | None
+    erp: datetime | None
+
+    def as_json(self) -> dict[str, str | None]:
+        return {
+            "portal": self.portal.isoformat() if self.portal else None,
+            "erp": self.erp.isoformat() if self.erp else None,
+        }
+
+
+def portal_time(record: Mapping[str, Any] | None) -> datetime | None:
+    """The record's ``DATE_MODIFY`` (ISO 8601 with an offset), or None."""
+    raw = record.get("DATE_MODIFY") if record else None
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def erp_change_times(conn: Connection, entity: str, keys: Sequence[str]) -> dict[str, datetime]:
+    """When the ERP last changed each record, from its unpushed outbox rows."""
+    if not keys:
+        return {}
+    rows = conn.execute(
+        sa.select(sync_outbox.c.erp_key, sa.func.max(sync_outbox.c.created_at))
+        .where(
+            sync_outbox.c.entity == entity,
+            sync_outbox.c.status.in_(["pending", "held"]),
+            sync_outbox.c.erp_key.in_(list(keys)),
+        )
+        .group_by(sync_outbox.c.erp_key)
+    ).all()
+    out: dict[str, datetime] = {}
+    for key, value in rows:
+        if isinstance(value, datetime):
+            out[str(key)] = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return out
+
+
+def new_conflict(
+    entity: str,
+    b24_id: int,
+    erp_key: str | None,
+    fields: dict[str, Any],
+    message_id: str | None,
+    times: SideTimes,
+    now: datetime,
+) -> dict[str, Any]:
+    """The row of a newly opened conflict."""
+    return {
+        "entity": entity,
+        "b24_id": b24_id,
+        "erp_key": erp_key,
+        "fields": fields,
+        "message_id": message_id,
+        "message_ids": [message_id] if message_id else [],
+        "times": times.as_json(),
+        "status": "open",
+        "created_at": now,
+        "last_seen_at": now,
+    }
+
+
+def conflict_update(
+    open_row: Any,
+    fields: dict[str, Any],
+    message_id: str | None,
+    times: SideTimes,
+    now: datetime,
+    *,
+    merge: bool = False,
+) -> dict[str, Any]:
+    """What changes on an open conflict seen again (empty: nothing new)."""
+    old_fields = open_row[1] or {}
+    new_fields = {**old_fields, **fields} if merge else fields
+    held = list(open_row[2] or [])
+    if message_id and message_id not in held:
+        held.append(message_id)
+    if new_fields == old_fields and held == list(open_row[2] or []):
+        return {}
+    return {
+        "fields": new_fields,
+        "message_id": message_id,
+        "message_ids": held,
+        "times": times.as_json(),
+        "last_seen_at": now,
+    }

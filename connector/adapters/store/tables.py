@@ -180,6 +180,26 @@ sync_conflict = Table(
     Column("resolution", JSON, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column(
+        "message_ids",
+        JSON,
+        nullable=True,
+        comment="every queue MESSAGE_ID this conflict holds in the portal",
+    ),
+    Column("last_seen_at", DateTime(timezone=True), nullable=True),
+    Column(
+        "times",
+        JSON,
+        nullable=True,
+        comment="each side's last modification: {portal, erp} (ISO 8601)",
+    ),
+    Column("resolved_by", String(255), nullable=True),
+    Column(
+        "released_at",
+        DateTime(timezone=True),
+        nullable=True,
+        comment="when its held queue records were released after the resolution",
+    ),
     Index("ix_sync_conflict_status", "status"),
     comment="same field changed on both sides; waits for an operator",
 )
@@ -197,6 +217,8 @@ sync_record_error = Table(
     Column("payload", JSON, nullable=True),
     Column("status", String(16), nullable=False, server_default="open"),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=True),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
     Index("ix_sync_record_error_status", "status"),
     comment="records that could not be synced (bad input), kept for the operator",
 )

@@ -52,6 +52,7 @@ async def sync_once() -> tuple[DrainStats, PushStats]:
     from connector.service import wiring
     from connector.service.bindings import ensure_bindings
     from connector.service.drainer import Drainer
+    from connector.service.holds import Holds
     from connector.service.pusher import Pusher, PushStats
 
     cfg = wiring.settings()
@@ -62,10 +63,13 @@ async def sync_once() -> tuple[DrainStats, PushStats]:
             await ensure_bindings(session.client, mappings, cfg.connector_id)
             drainer = Drainer(session.client, engine, mappings, cfg.connector_id)
             pusher = Pusher(session.client, engine, mappings, cfg.connector_id)
+            holds = Holds(drainer)
             total = await drainer.resume()
+            total.add(await holds.sweep())
             pushed = PushStats()
             while True:
                 drained = await drainer.drain_until_empty()
+                drained.add(await holds.settle())
                 round_ = await pusher.push_until_empty()
                 total.add(drained)
                 pushed.add(round_)
