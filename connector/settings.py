@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     mappings_dir: Path = Field(default=Path("mappings"), description="Folder of mapping YAML files")
     rate_limit: float = Field(default=2.0, gt=0, description="Portal leak rate, requests/s")
     rate_burst: int = Field(default=50, ge=1, description="Portal bucket size, requests")
+    clock_skew: float = Field(
+        default=5.0,
+        ge=0,
+        description="newer_wins: edits closer than this many seconds are a conflict",
+    )
     metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Loopback port for /healthz and /metrics"
     )

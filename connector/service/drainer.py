@@ -93,12 +93,13 @@ class Drainer:
         limit: int = PAGE,
         checkpoint: Checkpoint = _no_checkpoint,
         adopt_orphans: bool = True,
+        writer: ErpWriter | None = None,
     ) -> None:
         self.portal = portal
         self.engine = engine
         self.mappings = mappings
         self.journal = Journal(engine, connector_id, worker)
-        self.writer = ErpWriter(mappings)
+        self.writer = writer or ErpWriter(mappings)
         self.limit = limit
         self.checkpoint = checkpoint
         self.adopt_orphans = adopt_orphans

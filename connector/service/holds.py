@@ -51,6 +51,28 @@ class Holds:
         stats = await self.release_resolved()
         if await asyncio.to_thread(self._open_errors, None):
             stats.add(await self.retry_errors())
+        stats.add(await self.release_synced_errors())
+        return stats
+
+    async def release_synced_errors(self) -> DrainStats:
+        """Refused records that synced since (a later event of another kind brought them):
+        their held queue record is released too."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(sync_record_error.c.id, sync_record_error.c.message_id).where(
+                    sync_record_error.c.status == "resolved",
+                    sync_record_error.c.released_at.is_(None),
+                )
+            ).all()
+        if not rows:
+            return DrainStats()
+        stats, _ = await self.release([r[1] for r in rows if r[1]])
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                sync_record_error.update()
+                .where(sync_record_error.c.id.in_([r[0] for r in rows]))
+                .values(released_at=datetime.now(UTC))
+            )
         return stats
 
     # --- queue side ------------------------------------------------------------------

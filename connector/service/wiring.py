@@ -22,6 +22,7 @@ from connector.adapters.oauth_flow import OAuthFlow
 from connector.adapters.rate_governor import RateGovernor
 from connector.adapters.rest_client import RestClient
 from connector.adapters.store.database import make_engine
+from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.rate_ledger import SqlBucketLedger
 from connector.adapters.store.tokens import TokenStore
 from connector.core.mapping_model import MappingSet
@@ -64,6 +65,11 @@ def mappings_dir(cfg: Settings) -> Path:
 def mappings(cfg: Settings) -> MappingSet:
     """Load and validate the mapping files (MappingError, exit 2, names file/key/line)."""
     return load_mappings(mappings_dir(cfg))
+
+
+def erp_writer(cfg: Settings, mappings: MappingSet) -> ErpWriter:
+    """The ERP-table writer every direction shares (``B24_CLOCK_SKEW`` for newer_wins)."""
+    return ErpWriter(mappings, skew=cfg.clock_skew)
 
 
 def portal_host(cfg: Settings) -> str:

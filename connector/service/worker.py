@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 
 from connector.adapters.pull_listener import PullListener
 from connector.adapters.safety_poll import SafetyPoll
+from connector.adapters.store.erp_writer import ErpWriter
 from connector.core.mapping_model import MappingSet
 from connector.errors import AuthRevokedError, FatalPortalError, PortalError
 from connector.service.bindings import ensure_bindings
@@ -65,6 +66,7 @@ class Worker:
         push_interval: float = 1.0,
         listen: bool = True,
         listener_options: Mapping[str, Any] | None = None,
+        writer: ErpWriter | None = None,
     ) -> None:
         self.client = client
         self.http = http
@@ -75,8 +77,8 @@ class Worker:
         self.listen = listen
         self.listener_options = dict(listener_options or {})
         self.push_interval = push_interval
-        self.drainer = Drainer(client, engine, mappings, connector_id)
-        self.pusher = Pusher(client, engine, mappings, connector_id)
+        self.drainer = Drainer(client, engine, mappings, connector_id, writer=writer)
+        self.pusher = Pusher(client, engine, mappings, connector_id, writer=self.drainer.writer)
         self.holds = Holds(self.drainer)
         self.turns = asyncio.Lock()
         self.fatal: BaseException | None = None

@@ -47,10 +47,19 @@ def upgrade() -> None:
     with op.batch_alter_table("sync_record_error", schema=None) as batch_op:
         batch_op.add_column(sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(
+            sa.Column(
+                "released_at",
+                sa.DateTime(timezone=True),
+                nullable=True,
+                comment="when its held queue record was released after it synced",
+            )
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("sync_record_error", schema=None) as batch_op:
+        batch_op.drop_column("released_at")
         batch_op.drop_column("resolved_at")
         batch_op.drop_column("last_seen_at")
     with op.batch_alter_table("sync_conflict", schema=None) as batch_op:

@@ -137,3 +137,24 @@ def test_resolve_names_a_bad_id_or_field_and_exits_2(story: Story) -> None:
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert text in result.stderr
     assert len(json.loads(story.cli("conflicts", "list", "--json").stdout)) == 1
+
+
+def test_errors_list_and_retry_through_the_cli(story: Story) -> None:
+    """A refused title is listed by errors list; once fixed in the portal, errors retry
+    --all syncs it, closes the error and leaves nothing held."""
+    story.sync()
+    cid = story.emulator.ui_add("crm.company", {"TITLE": "x" * 300})
+    assert story.sync()["bad"] == 1
+    [error] = json.loads(story.cli("errors", "list", "--json").stdout)
+    assert (error["entity"], error["b24_id"], error["field"]) == ("crm.company", cid, "TITLE")
+    assert "300 characters" in error["message"] or "fit" in error["message"]
+    story.emulator.ui_update("crm.company", cid, {"TITLE": "Fixed"})
+    missing = story.cli("errors", "retry", "999")
+    assert missing.returncode == 2 and "no record error 999" in missing.stderr
+    retried = story.cli("errors", "retry", "--all")
+    assert retried.returncode == 0, retried.stderr
+    assert "1 synced now" in retried.stdout
+    assert story.erp_row(cid)["title"] == "Fixed"
+    assert json.loads(story.cli("errors", "list", "--json").stdout) == []
+    story.sync()
+    assert story.held() == []

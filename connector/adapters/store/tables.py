@@ -219,6 +219,12 @@ sync_record_error = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("last_seen_at", DateTime(timezone=True), nullable=True),
     Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column(
+        "released_at",
+        DateTime(timezone=True),
+        nullable=True,
+        comment="when its held queue record was released after it synced",
+    ),
     Index("ix_sync_record_error_status", "status"),
     comment="records that could not be synced (bad input), kept for the operator",
 )

@@ -181,8 +181,9 @@ async def _resolve(resolution: Any) -> Any:
     engine = wiring.ready_engine(cfg)
     try:
         async with wiring.portal_session(cfg, engine) as session:
-            drainer = Drainer(session.client, engine, mappings, cfg.connector_id)
-            pusher = Pusher(session.client, engine, mappings, cfg.connector_id)
+            writer = wiring.erp_writer(cfg, mappings)
+            drainer = Drainer(session.client, engine, mappings, cfg.connector_id, writer=writer)
+            pusher = Pusher(session.client, engine, mappings, cfg.connector_id, writer=writer)
             return await Resolver(drainer, pusher).resolve(resolution)
     finally:
         engine.dispose()

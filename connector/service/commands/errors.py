@@ -89,7 +89,8 @@ async def _retry(error_id: int | None) -> dict[str, Any]:
                 .where(sync_record_error.c.status == "open")
             ).scalar_one()
         async with wiring.portal_session(cfg, engine) as session:
-            drainer = Drainer(session.client, engine, mappings, cfg.connector_id)
+            writer = wiring.erp_writer(cfg, mappings)
+            drainer = Drainer(session.client, engine, mappings, cfg.connector_id, writer=writer)
             stats = await Holds(drainer).retry_errors(ids, force=True)
         with engine.connect() as conn:
             after = conn.execute(

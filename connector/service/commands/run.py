@@ -25,6 +25,7 @@ async def run_worker(poll_interval: float, listen: bool, push_interval: float = 
                 poll_interval=poll_interval,
                 push_interval=push_interval,
                 listen=listen,
+                writer=wiring.erp_writer(cfg, mappings),
             )
             install_signal_handlers(worker)
             stats = await worker.run()

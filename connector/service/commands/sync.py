@@ -61,8 +61,9 @@ async def sync_once() -> tuple[DrainStats, PushStats]:
     try:
         async with wiring.portal_session(cfg, engine) as session:
             await ensure_bindings(session.client, mappings, cfg.connector_id)
-            drainer = Drainer(session.client, engine, mappings, cfg.connector_id)
-            pusher = Pusher(session.client, engine, mappings, cfg.connector_id)
+            writer = wiring.erp_writer(cfg, mappings)
+            drainer = Drainer(session.client, engine, mappings, cfg.connector_id, writer=writer)
+            pusher = Pusher(session.client, engine, mappings, cfg.connector_id, writer=writer)
             holds = Holds(drainer)
             total = await drainer.resume()
             total.add(await holds.sweep())
