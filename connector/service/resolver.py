@@ -86,7 +86,7 @@ def load_conflict(engine: sa.Engine, conflict_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-def _choose(res: Resolution, names: list[str]) -> list[str]:
+def _choose(res: Resolution, names: list[str], m: Any) -> list[str]:
     """The conflicted fields this resolution settles; exit 2 naming any unknown one."""
     modes = sum([res.keep is not None, bool(res.values), res.ignore])
     if modes != 1:
@@ -101,6 +101,11 @@ def _choose(res: Resolution, names: list[str]) -> list[str]:
         raise ConfigError(
             f"conflict {res.conflict_id} is a delete against an edit: use --keep or --ignore"
         )
+    for name in res.values:
+        if m.field_by_portal(name) is None:
+            raise ConfigError(
+                f"--value does not apply to the multi-field {name}; use --keep portal|erp"
+            )
     return asked or names
 
 
@@ -127,7 +132,7 @@ class Resolver:
         if m is None:
             raise ConfigError(f"conflict {res.conflict_id}: no mapping names {row['entity']}")
         names = sorted(row["fields"] or {})
-        chosen = _choose(res, names)
+        chosen = _choose(res, names, m)
         b24_id = int(row["b24_id"])
         portal = await self._read(m.entity, m.portal_codes(), b24_id)
         with self.engine.connect() as conn:
@@ -140,7 +145,15 @@ class Resolver:
                 ).scalar_one_or_none()
             )
             local = load_records(conn, self.writer, m, [str(key)])[str(key)]
-        if DELETED_FIELD in chosen or portal is None:
+        gone = "the portal" if portal is None else ("the ERP" if local.row is None else "")
+        if gone and res.values:
+            raise ConfigError(
+                f"conflict {res.conflict_id}: the record is deleted in {gone}; "
+                "use --keep portal|erp or --ignore"
+            )
+        if local.row is None and portal is not None:
+            await self._settle_erp_gone(res, row, m, local, portal)
+        elif DELETED_FIELD in chosen or portal is None:
             await asyncio.to_thread(self._settle_delete, res, row, m, local, chosen, portal)
         else:
             finals, portal = await self._write_portal(res, m, local, portal, chosen)
@@ -248,7 +261,7 @@ class Resolver:
                         set_value_ids(conn, self.writer, mf.table, found)
             self._close(conn, res, row, chosen, now)
             self.writer.apply_many(conn, m, [(b24_id, portal, None)], now=now)
-            self._release_outbox(conn, m.entity, local.erp_key, res.ignore)
+            self._release_outbox(conn, m.entity, local.erp_key, False)
 
     def _close(
         self, conn: Any, res: Resolution, row: Mapping[str, Any], chosen: list[str], now: datetime
@@ -272,15 +285,23 @@ class Resolver:
         conn.execute(sync_conflict.update().where(sync_conflict.c.id == row["id"]).values(**values))
 
     @staticmethod
-    def _release_outbox(conn: Any, entity: str, erp_key: str, ignore: bool) -> None:
+    def _release_outbox(conn: Any, entity: str, erp_key: str, settled: bool) -> None:
+        """Held outbox rows go back to pending (the merge sends what is still the ERP's
+        to send), or are closed when the resolution itself settled them."""
+        values: dict[str, Any] = {"locked_by": None, "locked_at": None}
+        if settled:
+            values.update(status="done", done_at=datetime.now(UTC), note="settled by resolution")
+        else:
+            values.update(status=PENDING, note="released by resolution")
+        statuses = [HELD, PENDING] if settled else [HELD]
         conn.execute(
             sync_outbox.update()
             .where(
                 sync_outbox.c.entity == entity,
                 sync_outbox.c.erp_key == erp_key,
-                sync_outbox.c.status == HELD,
+                sync_outbox.c.status.in_(statuses),
             )
-            .values(status=PENDING, locked_by=None, locked_at=None, note="released by resolution")
+            .values(**values)
         )
 
     def _settle_delete(
@@ -311,10 +332,58 @@ class Resolver:
                     )
                 )
                 OutboxStore.enqueue(conn, m.entity, local.erp_key, ["(re-added)"])
-            elif portal is None:  # ignored: the ERP row stays, unlinked from the gone record
+            elif portal is None and local.row is not None:  # ignored: the ERP row stays,
+                parent = self.writer.table(m.table)  # unlinked from the record that is gone
+                conn.execute(
+                    parent.update()
+                    .where(parent.c[m.key] == local.row[m.key])
+                    .values(**{m.b24_id_column: None})
+                )
+                conn.execute(
+                    sync_link.delete().where(
+                        sync_link.c.entity == m.entity, sync_link.c.b24_id == b24_id
+                    )
+                )
+            self._release_outbox(conn, m.entity, local.erp_key, res.ignore)  # unlinked: stays
+
+    async def _settle_erp_gone(
+        self,
+        res: Resolution,
+        row: Mapping[str, Any],
+        m: Any,
+        local: Any,
+        portal: Mapping[str, Any],
+    ) -> None:
+        """The ERP deleted the row while it was in conflict: keep erp applies that delete to
+        the portal (under delete_policy delete; otherwise the portal record is kept and
+        unlinked), keep portal brings the portal's record back into the ERP, ignore unlinks."""
+        from connector.core.mapping_model import DeletePolicy
+
+        b24_id = int(row["b24_id"])
+        if res.keep == "erp" and m.delete_policy is DeletePolicy.DELETE:
+            await self.portal.call(f"{m.entity}.delete", {"id": b24_id})
+        now = datetime.now(UTC)
+        with write_transaction(self.engine) as conn:
+            self._close(conn, res, row, list(row["fields"] or {}), now)
+            if res.keep == "portal":
+                conn.execute(
+                    sync_link.delete().where(
+                        sync_link.c.entity == m.entity, sync_link.c.b24_id == b24_id
+                    )
+                )
+                self.writer.apply_many(conn, m, [(b24_id, portal, None)], now=now)
+            else:
                 conn.execute(
                     sync_link.update()
                     .where(sync_link.c.entity == m.entity, sync_link.c.b24_id == b24_id)
                     .values(deleted=True, updated_at=now)
                 )
-            self._release_outbox(conn, m.entity, local.erp_key, res.ignore)
+            conn.execute(  # the held ERP delete is settled by this resolution
+                sync_outbox.update()
+                .where(
+                    sync_outbox.c.entity == m.entity,
+                    sync_outbox.c.erp_key == local.erp_key,
+                    sync_outbox.c.status == HELD,
+                )
+                .values(status="done", done_at=now, locked_by=None, note=f"settled: {res.mode}")
+            )

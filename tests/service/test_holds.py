@@ -158,8 +158,9 @@ async def test_newer_wins_takes_the_later_side_and_a_tie_within_the_skew_is_a_co
     first = bench.emulator.ui_add("crm.company", {"TITLE": "One"})
     second = bench.emulator.ui_add("crm.company", {"TITLE": "Two"})
     await _one_drain(bench, newer)
-    with bench.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE erp_company SET title = title || ' (ERP)'"))
+    with bench.engine.begin() as conn:  # plain SQL that MariaDB reads the same way
+        conn.execute(sa.text("UPDATE erp_company SET title = 'One (ERP)' WHERE title = 'One'"))
+        conn.execute(sa.text("UPDATE erp_company SET title = 'Two (ERP)' WHERE title = 'Two'"))
     bench.emulator.ui_update("crm.company", second, {"TITLE": "Two (portal, at once)"})
     bench.emulator.advance(60)
     bench.emulator.ui_update("crm.company", first, {"TITLE": "One (portal, later)"})
@@ -168,3 +169,59 @@ async def test_newer_wins_takes_the_later_side_and_a_tie_within_the_skew_is_a_co
     assert titles[first] == "One (portal, later)"
     assert titles[second] == "Two (ERP)"  # within the skew: kept, and a conflict opened
     assert _scalar(bench, "SELECT b24_id FROM sync_conflict WHERE status = 'open'") == second
+
+
+def _resolver(bench: Bench, mappings: MappingSet | None = None) -> Resolver:
+    maps = mappings or bench.mappings
+    pusher = Pusher(bench.client, bench.engine, maps, CONNECTOR)
+    return Resolver(_drainer(bench, maps), pusher)
+
+
+def _conflict_id(bench: Bench) -> int:
+    return int(_scalar(bench, "SELECT id FROM sync_conflict WHERE status = 'open'"))
+
+
+async def test_keep_erp_after_the_erp_deleted_the_row_never_blanks_the_portal(
+    bench: Bench,
+) -> None:
+    """The ERP deletes a row in conflict; --keep erp settles the delete (the shipped mark
+    policy keeps the portal record) instead of sending empty values."""
+    cid = await _conflict(bench)
+    with bench.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM erp_company"))
+    await Pusher(bench.client, bench.engine, bench.mappings, CONNECTOR).push_until_empty()
+    await _resolver(bench).resolve(Resolution(_conflict_id(bench), keep="erp"))
+    assert bench.emulator.portal().crm.get("company", cid)["TITLE"] == "Portal title"
+    assert _scalar(bench, "SELECT count(*) FROM sync_conflict WHERE status = 'open'") == 0
+    assert _scalar(bench, "SELECT count(*) FROM sync_outbox WHERE status = 'held'") == 0
+    assert _held(bench) == []
+
+
+async def test_ignore_on_a_delete_conflict_keeps_the_erp_row_and_its_edit(bench: Bench) -> None:
+    """--ignore of a delete-vs-edit conflict: the ERP row stays as it is, unlinked; the
+    released delete does not delete or mark it."""
+    cid = await _conflict(bench)
+    bench.emulator.ui_delete("crm.company", cid)
+    await _one_drain(bench)
+    await _resolver(bench).resolve(Resolution(_conflict_id(bench), ignore=True))
+    await _one_drain(bench)
+    [row] = bench.rows("erp_company")
+    assert (row["title"], row["b24_deleted_at"], row["b24_id"]) == ("ERP title", None, None)
+    assert bench.queue() == []
+
+
+async def test_value_is_refused_for_a_multi_field_or_a_record_deleted_on_one_side(
+    bench: Bench,
+) -> None:
+    """--value makes sense only for a plain field of a record both sides still have."""
+    from connector.errors import ConfigError
+
+    await _conflict(bench)
+    conflict = _conflict_id(bench)
+    with pytest.raises(ConfigError, match="has no field PHONE"):
+        await _resolver(bench).resolve(Resolution(conflict, values={"PHONE": "1"}))
+    cid = int(_scalar(bench, "SELECT b24_id FROM sync_conflict"))
+    bench.emulator.ui_delete("crm.company", cid)
+    with pytest.raises(ConfigError, match="deleted in the portal"):
+        await _resolver(bench).resolve(Resolution(conflict, values={"TITLE": "Agreed"}))
+    assert _scalar(bench, "SELECT status FROM sync_conflict") == "open"
