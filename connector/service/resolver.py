@@ -33,8 +33,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from connector.adapters.store.conflict_rows import DELETED_FIELD
 from connector.adapters.store.database import write_transaction
-from connector.adapters.store.erp_writer import DELETED_FIELD, ErpWriter
+from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.outbox import HELD, PENDING, OutboxStore
 from connector.adapters.store.push_state import (
     erp_values,

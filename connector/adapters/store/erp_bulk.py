@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from connector.adapters.store.erp_tables import MULTI_OWNER, MULTI_TYPE, MULTI_VALUE, MULTI_VALUE_ID
-from connector.adapters.store.erp_writer import (
+from connector.adapters.store.conflict_rows import (
     DELETE_CONFLICT,
     DELETED_FIELD,
     SideTimes,
@@ -31,6 +30,7 @@ from connector.adapters.store.erp_writer import (
     new_conflict,
     portal_time,
 )
+from connector.adapters.store.erp_tables import MULTI_OWNER, MULTI_TYPE, MULTI_VALUE, MULTI_VALUE_ID
 from connector.adapters.store.tables import sync_conflict, sync_link
 from connector.core.field_values import canonical
 from connector.core.mapping_model import DeletePolicy, EntityMapping

@@ -18,6 +18,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Table
 
+from connector.adapters.store.conflict_rows import (
+    DELETE_CONFLICT,
+    DELETED_FIELD,
+    SideTimes,
+    conflict_update,
+    erp_change_times,
+    new_conflict,
+    portal_time,
+)
 from connector.adapters.store.erp_tables import (
     MULTI_OWNER,
     MULTI_TYPE,
@@ -25,7 +34,7 @@ from connector.adapters.store.erp_tables import (
     MULTI_VALUE_ID,
     erp_metadata,
 )
-from connector.adapters.store.tables import sync_conflict, sync_link, sync_outbox, sync_record_error
+from connector.adapters.store.tables import sync_conflict, sync_link, sync_record_error
 from connector.core.field_values import canonical, to_erp, to_portal
 from connector.core.mapping_model import DeletePolicy, EntityMapping, FieldMapping, MappingSet
 from connector.core.merge import FieldRule, MergeResult, Split, merge_record
@@ -572,104 +581,3 @@ def _json_safe_deep(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
-
-
-DELETED_FIELD = "__record__"
-"""The pseudo-field of a delete-vs-edit conflict: the portal deleted a record in conflict."""
-DELETE_CONFLICT = {DELETED_FIELD: {"base": "present", "portal": "deleted", "erp": "present"}}
-
-
-@dataclass
-class SideTimes:
-    """When each side last changed the record (``None``: not known)."""
-
-    portal: datetime | None
-    erp: datetime | None
-
-    def as_json(self) -> dict[str, str | None]:
-        return {
-            "portal": self.portal.isoformat() if self.portal else None,
-            "erp": self.erp.isoformat() if self.erp else None,
-        }
-
-
-def portal_time(record: Mapping[str, Any] | None) -> datetime | None:
-    """The record's ``DATE_MODIFY`` (ISO 8601 with an offset), or None."""
-    raw = record.get("DATE_MODIFY") if record else None
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def erp_change_times(conn: Connection, entity: str, keys: Sequence[str]) -> dict[str, datetime]:
-    """When the ERP last changed each record, from its unpushed outbox rows."""
-    if not keys:
-        return {}
-    rows = conn.execute(
-        sa.select(sync_outbox.c.erp_key, sa.func.max(sync_outbox.c.created_at))
-        .where(
-            sync_outbox.c.entity == entity,
-            sync_outbox.c.status.in_(["pending", "held"]),
-            sync_outbox.c.erp_key.in_(list(keys)),
-        )
-        .group_by(sync_outbox.c.erp_key)
-    ).all()
-    out: dict[str, datetime] = {}
-    for key, value in rows:
-        if isinstance(value, datetime):
-            out[str(key)] = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return out
-
-
-def new_conflict(
-    entity: str,
-    b24_id: int,
-    erp_key: str | None,
-    fields: dict[str, Any],
-    message_id: str | None,
-    times: SideTimes,
-    now: datetime,
-) -> dict[str, Any]:
-    """The row of a newly opened conflict."""
-    return {
-        "entity": entity,
-        "b24_id": b24_id,
-        "erp_key": erp_key,
-        "fields": fields,
-        "message_id": message_id,
-        "message_ids": [message_id] if message_id else [],
-        "times": times.as_json(),
-        "status": "open",
-        "created_at": now,
-        "last_seen_at": now,
-    }
-
-
-def conflict_update(
-    open_row: Any,
-    fields: dict[str, Any],
-    message_id: str | None,
-    times: SideTimes,
-    now: datetime,
-    *,
-    merge: bool = False,
-) -> dict[str, Any]:
-    """What changes on an open conflict seen again (empty: nothing new)."""
-    old_fields = open_row[1] or {}
-    new_fields = {**old_fields, **fields} if merge else fields
-    held = list(open_row[2] or [])
-    if message_id and message_id not in held:
-        held.append(message_id)
-    if new_fields == old_fields and held == list(open_row[2] or []):
-        return {}
-    return {
-        "fields": new_fields,
-        "message_id": message_id,
-        "message_ids": held,
-        "times": times.as_json(),
-        "last_seen_at": now,
-    }

@@ -1,0 +1,119 @@
+"""Conflict rows (``sync_conflict``): one per record, opened and brought up to date.
+
+Shared by both apply paths (:mod:`connector.adapters.store.erp_writer` per record,
+:mod:`connector.adapters.store.erp_bulk` per window): the row a new conflict gets, what
+changes when an open one is seen again (fields, every held MESSAGE_ID, last seen, each
+side's modification time), and where those times come from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from connector.adapters.store.tables import sync_outbox
+
+DELETED_FIELD = "__record__"
+"""The pseudo-field of a delete-vs-edit conflict: the portal deleted a record in conflict."""
+DELETE_CONFLICT = {DELETED_FIELD: {"base": "present", "portal": "deleted", "erp": "present"}}
+
+
+@dataclass
+class SideTimes:
+    """When each side last changed the record (``None``: not known)."""
+
+    portal: datetime | None
+    erp: datetime | None
+
+    def as_json(self) -> dict[str, str | None]:
+        return {
+            "portal": self.portal.isoformat() if self.portal else None,
+            "erp": self.erp.isoformat() if self.erp else None,
+        }
+
+
+def portal_time(record: Mapping[str, Any] | None) -> datetime | None:
+    """The record's ``DATE_MODIFY`` (ISO 8601 with an offset), or None."""
+    raw = record.get("DATE_MODIFY") if record else None
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def erp_change_times(conn: Connection, entity: str, keys: Sequence[str]) -> dict[str, datetime]:
+    """When the ERP last changed each record, from its unpushed outbox rows."""
+    if not keys:
+        return {}
+    rows = conn.execute(
+        sa.select(sync_outbox.c.erp_key, sa.func.max(sync_outbox.c.created_at))
+        .where(
+            sync_outbox.c.entity == entity,
+            sync_outbox.c.status.in_(["pending", "held"]),
+            sync_outbox.c.erp_key.in_(list(keys)),
+        )
+        .group_by(sync_outbox.c.erp_key)
+    ).all()
+    out: dict[str, datetime] = {}
+    for key, value in rows:
+        if isinstance(value, datetime):
+            out[str(key)] = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return out
+
+
+def new_conflict(
+    entity: str,
+    b24_id: int,
+    erp_key: str | None,
+    fields: dict[str, Any],
+    message_id: str | None,
+    times: SideTimes,
+    now: datetime,
+) -> dict[str, Any]:
+    """The row of a newly opened conflict."""
+    return {
+        "entity": entity,
+        "b24_id": b24_id,
+        "erp_key": erp_key,
+        "fields": fields,
+        "message_id": message_id,
+        "message_ids": [message_id] if message_id else [],
+        "times": times.as_json(),
+        "status": "open",
+        "created_at": now,
+        "last_seen_at": now,
+    }
+
+
+def conflict_update(
+    open_row: Any,
+    fields: dict[str, Any],
+    message_id: str | None,
+    times: SideTimes,
+    now: datetime,
+    *,
+    merge: bool = False,
+) -> dict[str, Any]:
+    """What changes on an open conflict seen again (empty: nothing new)."""
+    old_fields = open_row[1] or {}
+    new_fields = {**old_fields, **fields} if merge else fields
+    held = list(open_row[2] or [])
+    if message_id and message_id not in held:
+        held.append(message_id)
+    if new_fields == old_fields and held == list(open_row[2] or []):
+        return {}
+    return {
+        "fields": new_fields,
+        "message_id": message_id,
+        "message_ids": held,
+        "times": times.as_json(),
+        "last_seen_at": now,
+    }
