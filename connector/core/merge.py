@@ -22,13 +22,14 @@ tolerance cannot be told apart, and the field becomes a conflict.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from connector.core.mapping_model import ConflictPolicy, Direction
+from connector.core.multi_merge import ErpValue, FinalValue, Pair, merge_values, pairs_of
 
 
 class Move(StrEnum):
@@ -73,6 +74,7 @@ class MergeResult:
     conflicts: dict[str, Sides] = field(default_factory=dict)
     agreed: dict[str, Any] = field(default_factory=dict)  # field → value both sides now hold
     split: dict[str, Split] = field(default_factory=dict)  # accepted disagreements kept
+    multi: dict[str, list[FinalValue]] = field(default_factory=dict)  # merged per value ID
 
     @property
     def has_conflict(self) -> bool:
@@ -127,12 +129,16 @@ def merge_record(
     portal_modified: datetime | None = None,
     erp_modified: datetime | None = None,
     skew: timedelta = timedelta(0),
+    multi: Mapping[str, tuple[Mapping[int, Pair], Sequence[ErpValue]]] | None = None,
 ) -> MergeResult:
     """Merge every field of ``rules``. ``erp`` None: the ERP has no row yet (take the portal).
 
     ``portal`` lacking a field means the portal did not report it: it is left alone.
     ``newer_wins`` fields use the modification times, when both are known and further
-    apart than ``skew``.
+    apart than ``skew``. ``multi`` gives, per multi-field, the portal's values by ID and
+    the ERP's rows: a multi-field both sides changed is then merged value by value
+    (:mod:`connector.core.multi_merge`) and is a conflict only when one value changed on
+    both sides; the merged values are in ``result.multi``.
     """
     result = MergeResult()
     newer: bool | None = None
@@ -165,6 +171,19 @@ def merge_record(
         elif move is Move.TO_PORTAL:
             result.to_portal[name] = e
             result.agreed[name] = e
+        elif multi and name in multi and isinstance(sides.base, tuple) and sides.has_base:
+            portal_values, erp_rows = multi[name]
+            final = merge_values(sides.base, portal_values, erp_rows)
+            if final is None:  # the same value changed on both sides
+                result.conflicts[name] = sides
+                continue
+            merged = pairs_of(final)
+            result.multi[name] = final
+            if merged != e:  # the ERP lacks the portal's part
+                result.to_erp[name] = merged
+            if merged != p:  # the portal lacks the ERP's part
+                result.to_portal[name] = merged
+            result.agreed[name] = merged
         else:
             result.conflicts[name] = sides
     return result

@@ -17,6 +17,7 @@ from typing import Any
 
 from connector.core.field_values import to_portal
 from connector.core.mapping_model import EntityMapping
+from connector.core.multi_merge import FinalValue
 
 PortalValues = Mapping[int, tuple[str, str]]
 
@@ -110,3 +111,20 @@ def add_fields(
     fields["ORIGINATOR_ID"] = originator
     fields["ORIGIN_ID"] = origin_id
     return fields
+
+
+def final_changes(final: Sequence[FinalValue], portal: PortalValues) -> list[dict[str, str]]:
+    """The items that turn the portal's values into a field merged value by value: the
+    ERP's changes by ID, its additions without one, its deletions by ID."""
+    items: list[dict[str, str]] = []
+    kept: set[int] = set()
+    for value in final:
+        vtype, text = value.pair
+        if value.value_id is not None and value.value_id in portal:
+            kept.add(value.value_id)
+            if portal[value.value_id] != value.pair:
+                items.append({"ID": str(value.value_id), "VALUE": text, "VALUE_TYPE": vtype})
+        elif value.value_id is None:
+            items.append({"VALUE": text, **({"VALUE_TYPE": vtype} if vtype else {})})
+    items += [{"ID": str(vid), "VALUE": ""} for vid in portal if vid not in kept]
+    return items

@@ -19,9 +19,11 @@ from connector.adapters.store.push_state import LocalRecord, erp_values
 from connector.core.batch_commands import Command
 from connector.core.mapping_model import DeletePolicy, EntityMapping
 from connector.core.merge import FieldRule, merge_record
+from connector.core.multi_merge import ErpValue
 from connector.core.push_commands import (
     add_fields,
     field_values,
+    final_changes,
     match_value_ids,
     multi_changes,
 )
@@ -212,7 +214,17 @@ def _plan_change(plan: PushPlan, m: EntityMapping, writer: ErpWriter) -> None:
         if base is not None:  # a portal value equal to what we sent is our own write
             base |= {c: v for c, v in sent.items() if portal_cmp.get(c, object()) == v}
     plan.base = base
-    result = merge_record(_rules(m), base, portal_cmp, erp_cmp)
+    multi = {
+        mf.portal: (
+            portal_side.get(mf.portal) or {},
+            [
+                ErpValue(r.row_id, r.value_id, (r.value_type, r.value))
+                for r in children.get(mf.portal, [])
+            ],
+        )
+        for mf in m.multifields
+    }
+    result = merge_record(_rules(m), base, portal_cmp, erp_cmp, multi=multi)
     plan.conflicts = sorted(result.conflicts)
     codes = [c for c in result.to_portal if m.field_by_portal(c) is not None]
     fields: dict[str, Any] = field_values(m, erp_cmp, record_id=plan.b24_id, codes=codes)
@@ -220,11 +232,19 @@ def _plan_change(plan: PushPlan, m: EntityMapping, writer: ErpWriter) -> None:
     for mf in m.multifields:
         if mf.portal not in result.to_portal:
             continue
-        items = multi_changes(children.get(mf.portal, []), portal_side.get(mf.portal) or {})
+        theirs = portal_side.get(mf.portal) or {}
+        if mf.portal in result.multi:  # merged value by value: send only the ERP's part
+            items = final_changes(result.multi[mf.portal], theirs)
+        else:
+            items = multi_changes(children.get(mf.portal, []), theirs)
         if items:
             fields[mf.portal] = items
             plan.readback = True
-    plan.pushed = {c: result.to_portal[c] for c in result.to_portal if c in fields}
+    # A field merged value by value is not re-based here: the commit's apply sees the old
+    # base, merges again, and brings the portal's part into the ERP rows.
+    plan.pushed = {
+        c: result.to_portal[c] for c in result.to_portal if c in fields and c not in result.multi
+    }
     plan.sent_codes = sorted(fields)
     if fields:
         plan.command = Command(

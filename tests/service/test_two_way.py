@@ -218,3 +218,60 @@ async def test_an_erp_edit_no_trigger_saw_is_pushed_once_the_drain_finds_it(two:
     await two.push()
     assert (two.portal(cid)["TITLE"], two.portal(cid)["COMMENTS"]) == ("Renamed", "unseen")
     assert two.erp_row(cid)["title"] == "Renamed"
+
+
+@pytest.mark.parametrize("order", ["drain_first", "push_first"])
+async def test_phones_changed_on_both_sides_merge_value_by_value(two: TwoWay, order: str) -> None:
+    """The portal changes one phone while the ERP adds another and deletes a third: no
+    conflict; both sides end with the changed phone, the added one and not the deleted."""
+    cid = two.bench.emulator.ui_add(
+        "crm.company",
+        {
+            "TITLE": "Acme",
+            "PHONE": [
+                {"VALUE": "+1 100", "VALUE_TYPE": "WORK"},
+                {"VALUE": "+1 200", "VALUE_TYPE": "WORK"},
+            ],
+        },
+    )
+    await two.drain()
+    ids = {p["VALUE"]: p["ID"] for p in two.portal(cid)["PHONE"]}
+    two.bench.emulator.ui_update(
+        "crm.company", cid, {"PHONE": [{"ID": ids["+1 100"], "VALUE": "+1 111"}]}
+    )
+    two.sql("DELETE FROM erp_company_phone WHERE value = '+1 200'")
+    two.sql(
+        "INSERT INTO erp_company_phone (owner_id, value, value_type) "
+        "SELECT id, '+1 300', 'MOBILE' FROM erp_company WHERE b24_id = :b",
+        b=cid,
+    )
+    steps = [two.drain, two.push] if order == "drain_first" else [two.push, two.drain]
+    for step in steps:
+        await step()
+    await two.push()
+    portal = sorted(p["VALUE"] for p in two.portal(cid)["PHONE"])
+    with two.erp.connect() as conn:
+        erp = sorted(conn.execute(sa.text("SELECT value FROM erp_company_phone")).scalars())
+    assert portal == erp == ["+1 111", "+1 300"]
+    assert two.count("SELECT count(*) FROM sync_conflict") == 0
+    with two.erp.connect() as conn:
+        unset = conn.execute(
+            sa.text("SELECT count(*) FROM erp_company_phone WHERE b24_value_id IS NULL")
+        ).scalar_one()
+    assert unset == 0
+    assert two.bench.queue() == []
+
+
+async def test_the_same_phone_changed_on_both_sides_is_a_conflict(two: TwoWay) -> None:
+    """One value changed to different things on both sides: that is for the operator."""
+    cid = two.bench.emulator.ui_add(
+        "crm.company", {"TITLE": "Acme", "PHONE": [{"VALUE": "+1 100", "VALUE_TYPE": "WORK"}]}
+    )
+    await two.drain()
+    [phone] = two.portal(cid)["PHONE"]
+    two.bench.emulator.ui_update(
+        "crm.company", cid, {"PHONE": [{"ID": phone["ID"], "VALUE": "+1 P"}]}
+    )
+    two.sql("UPDATE erp_company_phone SET value = '+1 E'")
+    await two.drain()
+    assert two.count("SELECT count(*) FROM sync_conflict WHERE status = 'open'") == 1

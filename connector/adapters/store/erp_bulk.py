@@ -35,6 +35,7 @@ from connector.adapters.store.tables import sync_conflict, sync_link
 from connector.core.field_values import canonical
 from connector.core.mapping_model import DeletePolicy, EntityMapping
 from connector.core.merge import FieldRule, MergeResult, merge_record
+from connector.core.multi_merge import ErpValue, child_ops, wanted_from
 from connector.errors import RecordError
 
 if TYPE_CHECKING:
@@ -63,6 +64,13 @@ def _runs(rows: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         run.append(row)
     if run:
         yield run
+
+
+def _erp_values(rows: Sequence[Any]) -> list[ErpValue]:
+    """Child rows ``(id, owner, value ID, type, value)`` as the merge sees them."""
+    return [
+        ErpValue(int(r[0]), None if r[2] is None else int(r[2]), (r[3] or "", r[4])) for r in rows
+    ]
 
 
 def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -230,16 +238,13 @@ def _apply_chunk(
             k: (writer._multi_key(v) if isinstance(v, dict) else v) for k, v in side.items()
         }
         erp_cmp: dict[str, Any] | None = None
+        multi: dict[str, Any] = {}
         if row is not None:
             erp_cmp = {fm.portal: canonical(fm, row[fm.column]) for fm in m.fields}
             for mf in m.multifields:
-                existing = children[mf.table].get(row[m.key], [])
-                erp_cmp[mf.portal] = writer._multi_key(
-                    {
-                        int(r[2]) if r[2] is not None else -n: (r[3] or "", r[4])
-                        for n, r in enumerate(existing, start=1)
-                    }
-                )
+                existing = _erp_values(children[mf.table].get(row[m.key], []))
+                erp_cmp[mf.portal] = tuple(sorted(v.pair for v in existing))
+                multi[mf.portal] = (side.get(mf.portal) or {}, existing)
         times = SideTimes(
             portal_time(record), erp_times.get(str(row[m.key])) if row is not None else None
         )
@@ -251,6 +256,7 @@ def _apply_chunk(
             portal_modified=times.portal,
             erp_modified=times.erp,
             skew=writer.skew,
+            multi=multi,
         )
         plans.append((_Upsert(i, b24_id, message_id, side, times), link, row, base, result))
 
@@ -313,24 +319,18 @@ def _apply_chunk(
             if mf.portal not in result.to_erp or mf.portal not in up.portal_side:
                 continue
             wanted: Mapping[int, tuple[str, str]] = up.portal_side[mf.portal]
+            keep: frozenset[int] = frozenset()
+            if mf.portal in result.multi:  # merged value by value: ERP additions stay
+                wanted, keep = wanted_from(result.multi[mf.portal])
             owner = erp_keys[up.b24_id]
             existing_rows = children[mf.table].get(owner, []) if row is not None else []
-            by_value = {c[2]: c for c in existing_rows}
-            gone += [c[0] for vid, c in by_value.items() if vid not in wanted]
-            for value_id, (vtype, value) in wanted.items():
-                if value_id in by_value:
-                    old = by_value[value_id]
-                    if (old[3], old[4]) != (vtype, value):
-                        changed.append({"_id": old[0], "_t": vtype, "_v": value})
-                else:
-                    added.append(
-                        {
-                            MULTI_OWNER: owner,
-                            MULTI_VALUE_ID: value_id,
-                            MULTI_TYPE: vtype,
-                            MULTI_VALUE: value,
-                        }
-                    )
+            ops = child_ops(_erp_values(existing_rows), wanted, keep)
+            gone += ops.gone
+            changed += [{"_id": rid, "_t": t, "_v": v} for rid, (t, v) in ops.changed]
+            added += [
+                {MULTI_OWNER: owner, MULTI_VALUE_ID: vid, MULTI_TYPE: t, MULTI_VALUE: v}
+                for vid, (t, v) in ops.added
+            ]
             touched = outcomes[up.index]
             assert touched is not None
             touched.action = "inserted" if row is None else "updated"

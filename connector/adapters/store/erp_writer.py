@@ -38,6 +38,7 @@ from connector.adapters.store.tables import sync_conflict, sync_link, sync_recor
 from connector.core.field_values import canonical, to_erp, to_portal
 from connector.core.mapping_model import DeletePolicy, EntityMapping, FieldMapping, MappingSet
 from connector.core.merge import FieldRule, MergeResult, Split, merge_record
+from connector.core.multi_merge import ErpValue, child_ops, wanted_from
 from connector.errors import RecordError
 
 MultiValue = tuple[tuple[str, str], ...]
@@ -187,10 +188,13 @@ class ErpWriter:
         rules = {fm.portal: FieldRule(fm.direction, fm.conflict) for fm in m.fields}
         rules |= {mf.portal: FieldRule(mf.direction, mf.conflict) for mf in m.multifields}
         erp_cmp: dict[str, Any] | None = None
+        multi: dict[str, Any] = {}
         if row is not None:
             erp_cmp = {fm.portal: canonical(fm, row[fm.column]) for fm in m.fields}
             for mf in m.multifields:
-                erp_cmp[mf.portal] = self._multi_key(self._read_multi(conn, mf.table, row[m.key]))
+                rows = self._read_multi(conn, mf.table, row[m.key])
+                erp_cmp[mf.portal] = tuple(sorted(r.pair for r in rows))
+                multi[mf.portal] = (portal_multi.get(mf.portal) or {}, rows)
         base = self._base(m, link["base"] if link else None)
         times = SideTimes(portal_time(record), None)
         if row is not None:
@@ -203,6 +207,7 @@ class ErpWriter:
             portal_modified=times.portal,
             erp_modified=times.erp,
             skew=self.skew,
+            multi=multi,
         )
         outcome = ApplyOutcome(m.entity, b24_id, "unchanged")
         values = {
@@ -231,7 +236,10 @@ class ErpWriter:
                 outcome.action = "updated"
         for mf in m.multifields:
             if mf.portal in result.to_erp and mf.portal in portal_multi:
-                self._write_multi(conn, mf.table, erp_key, portal_multi[mf.portal])
+                wanted, keep = portal_multi[mf.portal], frozenset[int]()
+                if mf.portal in result.multi:
+                    wanted, keep = wanted_from(result.multi[mf.portal])
+                self._write_multi(conn, mf.table, erp_key, wanted, keep)
                 outcome.action = "inserted" if row is None else "updated"
         outcome.pending_push = dict(result.to_portal)
         new_base = self._new_base(m, base, result)
@@ -264,49 +272,45 @@ class ErpWriter:
 
         return apply_many(self, conn, m, items, now=now, on_progress=on_progress)
 
-    def _read_multi(self, conn: Connection, table: str, owner: Any) -> dict[int, tuple[str, str]]:
+    def _read_multi(self, conn: Connection, table: str, owner: Any) -> list[ErpValue]:
         t = self.table(table)
         rows = conn.execute(
-            sa.select(t.c[MULTI_VALUE_ID], t.c[MULTI_TYPE], t.c[MULTI_VALUE]).where(
-                t.c[MULTI_OWNER] == owner
-            )
+            sa.select(t.c.id, t.c[MULTI_VALUE_ID], t.c[MULTI_TYPE], t.c[MULTI_VALUE])
+            .where(t.c[MULTI_OWNER] == owner)
+            .order_by(t.c.id)
         ).all()
-        return {
-            int(r[0]) if r[0] is not None else -i: (r[1] or "", r[2])
-            for i, r in enumerate(rows, start=1)
-        }
+        return [
+            ErpValue(int(r[0]), None if r[1] is None else int(r[1]), (r[2] or "", r[3]))
+            for r in rows
+        ]
 
     def _write_multi(
-        self, conn: Connection, table: str, owner: Any, values: Mapping[int, tuple[str, str]]
+        self,
+        conn: Connection,
+        table: str,
+        owner: Any,
+        wanted: Mapping[int, tuple[str, str]],
+        keep: frozenset[int],
     ) -> None:
         t = self.table(table)
-        existing = {
-            r[0]: r[1]
-            for r in conn.execute(
-                sa.select(t.c[MULTI_VALUE_ID], t.c.id).where(t.c[MULTI_OWNER] == owner)
-            ).all()
-        }
-        gone = [row_id for value_id, row_id in existing.items() if value_id not in values]
-        if gone:
-            conn.execute(t.delete().where(t.c.id.in_(gone)))
-        for value_id, (vtype, value) in values.items():
-            if value_id in existing:
-                conn.execute(
-                    t.update()
-                    .where(t.c.id == existing[value_id])
-                    .values(**{MULTI_TYPE: vtype, MULTI_VALUE: value})
+        ops = child_ops(self._read_multi(conn, table, owner), wanted, keep)
+        if ops.gone:
+            conn.execute(t.delete().where(t.c.id.in_(ops.gone)))
+        for row_id, (vtype, value) in ops.changed:
+            conn.execute(
+                t.update().where(t.c.id == row_id).values(**{MULTI_TYPE: vtype, MULTI_VALUE: value})
+            )
+        for value_id, (vtype, value) in ops.added:
+            conn.execute(
+                t.insert().values(
+                    **{
+                        MULTI_OWNER: owner,
+                        MULTI_VALUE_ID: value_id,
+                        MULTI_TYPE: vtype,
+                        MULTI_VALUE: value,
+                    }
                 )
-            else:
-                conn.execute(
-                    t.insert().values(
-                        **{
-                            MULTI_OWNER: owner,
-                            MULTI_VALUE_ID: value_id,
-                            MULTI_TYPE: vtype,
-                            MULTI_VALUE: value,
-                        }
-                    )
-                )
+            )
 
     # --- base --------------------------------------------------------------------------
 
