@@ -9,7 +9,7 @@ The names are a contract (``../shared/DESIGN.md``): ``B24_PORTAL_URL``,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     )
     metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Loopback port for /healthz and /metrics"
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address the health/metrics server listens on"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="run: log lines as text (key=value details) or JSON"
     )
 
     @field_validator("portal_url")

@@ -181,6 +181,10 @@ def serve(
         companies, contacts, leads, deals = (DEMO_COUNTS[k] for k in ENTITY_COUNTS)
     tls_files = make_tls_files() if tls else None
     scheme = "https" if tls else "http"
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))  # port 0: the system picks one, and it is the one printed
+    port = int(sock.getsockname()[1])
     base_url = f"{scheme}://{host}:{port}"
     app = emulator.install_app(
         DEMO_CLIENT_ID, scopes=("crm", "pull", "user", "placement"), base_url=base_url
@@ -199,7 +203,7 @@ def serve(
         flush=True,
     )
     server = uvicorn.Server(uvicorn_config(emulator, host=host, port=port, tls=tls_files))
-    server.run()
+    server.run(sockets=[sock])
 
 
 @dataclass

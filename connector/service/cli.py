@@ -34,8 +34,9 @@ def cli(verbose: int) -> None:
 
     Settings come from B24_* environment variables, then a .env file.
     """
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from connector.service.logs import configure
+
+    configure(logging.WARNING - 10 * min(verbose, 2))
 
 
 def _attach() -> None:

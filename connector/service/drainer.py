@@ -244,6 +244,15 @@ class Drainer:
                             flagged.append(message_id)
                     elif outcome.action == "conflict":
                         stats.conflicts += 1
+                        log.info(
+                            "conflict held",
+                            extra={
+                                "entity": entity,
+                                "id": b24_id,
+                                "fields": ",".join(outcome.conflicts),
+                                "conflict": outcome.conflict_id,
+                            },
+                        )
                         flagged += [
                             r.message_id
                             for r in plan.records

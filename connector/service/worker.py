@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ from connector.core.mapping_model import MappingSet
 from connector.errors import AuthRevokedError, FatalPortalError, PortalError
 from connector.service.bindings import ensure_bindings
 from connector.service.drainer import Drainer, DrainStats, PortalCalls
+from connector.service.health import HealthServer, Metrics
 from connector.service.holds import Holds
 from connector.service.pusher import Pusher, PushStats
 
@@ -67,6 +69,8 @@ class Worker:
         listen: bool = True,
         listener_options: Mapping[str, Any] | None = None,
         writer: ErpWriter | None = None,
+        metrics: Metrics | None = None,
+        health: tuple[str, int] | None = None,
     ) -> None:
         self.client = client
         self.http = http
@@ -82,6 +86,9 @@ class Worker:
         self.holds = Holds(self.drainer)
         self.turns = asyncio.Lock()
         self.fatal: BaseException | None = None
+        self.metrics = metrics or Metrics()
+        self.health = health
+        self.state = "starting"
         self.stats = WorkerStats()
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -99,6 +106,18 @@ class Worker:
         return answer.result if isinstance(answer.result, Mapping) else {}
 
     async def run(self) -> WorkerStats:
+        server: HealthServer | None = None
+        if self.health is not None:
+            server = HealthServer(self.metrics, lambda: self.state, *self.health)
+            await server.start()
+        try:
+            return await self._run()
+        finally:
+            self.state = "stopped"
+            if server is not None:
+                await server.stop()
+
+    async def _run(self) -> WorkerStats:
         await ensure_bindings(self.client, self.mappings, self.connector_id)
         self.stats.totals.add(await self.drainer.resume())
         self.stats.totals.add(await self.holds.sweep())
@@ -119,6 +138,8 @@ class Worker:
             tasks.append(asyncio.create_task(self.listener.run(), name="pull-listener"))
         self.wake.set()  # drain once at start: work may have queued while we were down
         self.ready.set()
+        self.state = "running"
+        log.info("worker running", extra={"connector": self.connector_id})
         try:
             await self._drain_loop()
         finally:
@@ -133,13 +154,16 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 async with self.turns:
-                    self.stats.pushed.add(await self.pusher.push_until_empty(max_rounds=1))
+                    pushed = await self.pusher.push_until_empty(max_rounds=1)
+                self.stats.pushed.add(pushed)
+                self._count_push(pushed)
             except (FatalPortalError, AuthRevokedError) as exc:
                 self.fatal = exc
                 self.stop()
                 return
             except PortalError as exc:
                 self.stats.push_failures += 1
+                self.metrics.failures.labels("push").inc()
                 log.warning("push failed, retrying in %.0f s: %s", self.push_interval, exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=self.push_interval)
@@ -157,8 +181,11 @@ class Worker:
                         self.stats.totals.add(await self.drainer.resume())
                     self.needs_resume = False
                 while not self.stopping.is_set():
+                    started = time.monotonic()
                     async with self.turns:
                         batch = await self.drainer.drain_once()
+                    if batch.records:
+                        self._count_drain(batch, time.monotonic() - started)
                     self.stats.totals.add(batch)
                     if not batch.records:
                         break
@@ -169,8 +196,46 @@ class Worker:
                 raise
             except PortalError as exc:
                 self.stats.failures += 1
+                self.metrics.failures.labels("drain").inc()
                 self.needs_resume = True
                 log.warning("drain failed, waiting for the next wake: %s", exc)
+
+    def _count_drain(self, batch: DrainStats, seconds: float) -> None:
+        self.metrics.batches.observe(seconds)
+        for outcome in ("inserted", "updated", "deleted", "unchanged", "conflicts", "bad"):
+            if getattr(batch, outcome):
+                self.metrics.synced.labels("to_erp", outcome).inc(getattr(batch, outcome))
+        log.info(
+            "drain.batch",
+            extra={
+                "records": batch.records,
+                "inserted": batch.inserted,
+                "updated": batch.updated,
+                "deleted": batch.deleted,
+                "conflicts": batch.conflicts,
+                "bad": batch.bad,
+                "ms": round(seconds * 1000),
+            },
+        )
+
+    def _count_push(self, pushed: PushStats) -> None:
+        if not pushed.records:
+            return
+        self.metrics.push_rounds.inc()
+        for outcome in ("added", "updated", "deleted", "unchanged", "held", "failed"):
+            if getattr(pushed, outcome):
+                self.metrics.synced.labels("to_portal", outcome).inc(getattr(pushed, outcome))
+        log.info(
+            "push.round",
+            extra={
+                "records": pushed.records,
+                "added": pushed.added,
+                "updated": pushed.updated,
+                "deleted": pushed.deleted,
+                "held": pushed.held,
+                "failed": pushed.failed,
+            },
+        )
 
 
 def install_signal_handlers(worker: Worker) -> None:

@@ -7,13 +7,22 @@ import asyncio
 import click
 
 
-async def run_worker(poll_interval: float, listen: bool, push_interval: float = 1.0) -> None:
+async def run_worker(
+    poll_interval: float, listen: bool, push_interval: float = 1.0, log_format: str | None = None
+) -> None:
+    import logging
+
     from connector.service import wiring
+    from connector.service.health import Metrics
+    from connector.service.logs import configure
     from connector.service.worker import Worker, install_signal_handlers
 
     cfg = wiring.settings()
+    root = logging.getLogger()
+    configure(min(root.level or logging.INFO, logging.INFO), log_format or cfg.log_format)
     mappings = wiring.mappings(cfg)
     engine = wiring.ready_engine(cfg)
+    health = (cfg.metrics_host, cfg.metrics_port) if cfg.metrics_port is not None else None
     try:
         async with wiring.portal_session(cfg, engine) as session:
             worker = Worker(
@@ -26,6 +35,8 @@ async def run_worker(poll_interval: float, listen: bool, push_interval: float = 
                 push_interval=push_interval,
                 listen=listen,
                 writer=wiring.erp_writer(cfg, mappings),
+                metrics=Metrics(engine),
+                health=health,
             )
             install_signal_handlers(worker)
             stats = await worker.run()
@@ -56,12 +67,21 @@ async def run_worker(poll_interval: float, listen: bool, push_interval: float = 
     help="Seconds between looks at the ERP's outbox.",
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as text with key=value details, or one JSON object per line "
+    "(default: B24_LOG_FORMAT, else text).",
+)
+@click.option(
     "--no-listen", is_flag=True, help="Do not connect to Push&Pull; rely on the safety poll alone."
 )
-def run(poll_interval: float, push_interval: float, no_listen: bool) -> None:
+def run(
+    poll_interval: float, push_interval: float, log_format: str | None, no_listen: bool
+) -> None:
     """Run the worker: listen on Push&Pull, drain the queue on every wake, push the ERP's
     outbox, until SIGTERM.
 
     On SIGTERM or SIGINT the batch in flight is finished and cleared, then it exits 0.
     """
-    asyncio.run(run_worker(poll_interval, not no_listen, push_interval))
+    asyncio.run(run_worker(poll_interval, not no_listen, push_interval, log_format))

@@ -1,0 +1,203 @@
+"""Health and Prometheus metrics for ``run``, on ``B24_METRICS_PORT`` (loopback by default).
+
+* ``/healthz`` — 200 while the process is alive;
+* ``/readyz`` — 200 when the worker is running (start-up done), 503 with its state while
+  it starts, retries or stops;
+* ``/metrics`` — Prometheus text: what the worker did (records synced per direction, drain
+  batches and their duration, push rounds, failures) and, read from the database at each
+  scrape, what waits (outbox pending / failed / held, open conflicts, open record errors,
+  unfinished drain batches, and the age of the oldest unpushed ERP change).
+
+Its own registry (not the process-global one), so tests and several workers in one
+process never collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+
+from connector.adapters.store.tables import (
+    sync_conflict,
+    sync_journal,
+    sync_outbox,
+    sync_record_error,
+)
+from connector.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """The worker's counters; :class:`StoreGauges` adds what the database holds."""
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self.synced = Counter(
+            "b24_records_synced",
+            "Records synced, by direction (to_erp: portal → ERP, to_portal: ERP → portal)",
+            ["direction", "outcome"],
+            registry=self.registry,
+        )
+        self.batches = Histogram(
+            "b24_drain_batch_seconds",
+            "Duration of one drain batch (reserve, fetch, apply, clear)",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.push_rounds = Counter(
+            "b24_push_rounds", "Outbox push rounds that found work", registry=self.registry
+        )
+        self.failures = Counter(
+            "b24_failures",
+            "Drain or push rounds that failed and will be retried",
+            ["task"],
+            registry=self.registry,
+        )
+        if engine is not None:
+            self.registry.register(StoreGauges(engine))
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class StoreGauges(Collector):
+    """Gauges read from the sync_ tables at scrape time (a failed read yields none)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            with self.engine.connect() as conn:
+                outbox: dict[str, int] = dict(
+                    conn.execute(
+                        sa.select(sync_outbox.c.status, sa.func.count())
+                        .where(sync_outbox.c.status != "done")
+                        .group_by(sync_outbox.c.status)
+                    ).all()
+                )
+                oldest = conn.execute(
+                    sa.select(sa.func.min(sync_outbox.c.created_at)).where(
+                        sync_outbox.c.status == "pending"
+                    )
+                ).scalar_one_or_none()
+                conflicts = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(sync_conflict)
+                    .where(sync_conflict.c.status == "open")
+                ).scalar_one()
+                errors = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(sync_record_error)
+                    .where(sync_record_error.c.status == "open")
+                ).scalar_one()
+                journal = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(sync_journal)
+                    .where(sync_journal.c.state != "cleared")
+                ).scalar_one()
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("metrics: the database did not answer: %s", type(exc).__name__)
+            return
+        family = GaugeMetricFamily(
+            "b24_outbox_rows", "ERP changes not yet pushed, by status", labels=["status"]
+        )
+        for status in ("pending", "failed", "held"):
+            family.add_metric([status], float(outbox.get(status, 0)))
+        yield family
+        lag = 0.0
+        if isinstance(oldest, datetime):
+            moment = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+            lag = max(0.0, (datetime.now(UTC) - moment).total_seconds())
+        yield GaugeMetricFamily(
+            "b24_push_lag_seconds", "Age of the oldest ERP change not yet pushed", value=lag
+        )
+        yield GaugeMetricFamily("b24_conflicts_open", "Open conflicts", value=float(conflicts))
+        yield GaugeMetricFamily(
+            "b24_record_errors_open", "Records refused for a bad value", value=float(errors)
+        )
+        yield GaugeMetricFamily(
+            "b24_drain_batches_unfinished", "Drain batches not cleared yet", value=float(journal)
+        )
+
+
+def health_app(metrics: Metrics, state: Any) -> Any:
+    """The Starlette app; ``state()`` answers the worker's state (``running`` is ready)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(_: Request) -> Response:
+        current = str(state())
+        return PlainTextResponse(f"{current}\n", status_code=200 if current == "running" else 503)
+
+    async def metrics_view(_: Request) -> Response:
+        body = await asyncio.to_thread(metrics.text)
+        return Response(body, media_type=CONTENT_TYPE)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_view),
+        ]
+    )
+
+
+class HealthServer:
+    """The health app on ``host:port`` as a task of the worker's event loop."""
+
+    def __init__(self, metrics: Metrics, state: Any, host: str, port: int) -> None:
+        import uvicorn
+
+        class Quiet(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:  # the worker owns the signals
+                yield
+
+        config = uvicorn.Config(
+            health_app(metrics, state), host=host, port=port, log_level="warning", lifespan="off"
+        )
+        self.server = Quiet(config)
+        self.host, self.port = host, port
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.server.serve(), name="health")
+        # uvicorn says "started" with a flag only
+        while not self.server.started and not self.task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if self.task.done():
+            try:
+                self.task.result()
+            except BaseException as exc:  # uvicorn exits when it cannot bind
+                raise ConfigError(
+                    f"cannot listen on {self.host}:{self.port} (B24_METRICS_PORT): "
+                    f"{type(exc).__name__}; is the port in use?"
+                ) from None
+        log.info(
+            "health and metrics on http://%s:%d (/healthz, /readyz, /metrics)", self.host, self.port
+        )
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self.task, timeout=5)
