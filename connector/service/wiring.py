@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from connector.adapters.mapping_files import load_mappings
 from connector.adapters.oauth_flow import OAuthFlow
 from connector.adapters.rate_governor import RateGovernor
-from connector.adapters.rest_client import RestClient
+from connector.adapters.rest_client import RestClient, RetryPolicy
 from connector.adapters.store.database import make_engine
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.rate_ledger import SqlBucketLedger
@@ -92,7 +92,9 @@ class PortalSession:
 
 
 @asynccontextmanager
-async def portal_session(cfg: Settings, engine: Engine) -> AsyncIterator[PortalSession]:
+async def portal_session(
+    cfg: Settings, engine: Engine, *, quick: bool = False
+) -> AsyncIterator[PortalSession]:
     """A REST client for ``B24_PORTAL_URL``: OAuth from ``sync_token``, the rate governor
     (its bucket in the database when it is shared: PostgreSQL or MariaDB), and
     ``auth_connector`` = ``B24_CONNECTOR_ID`` on every call."""
@@ -107,7 +109,9 @@ async def portal_session(cfg: Settings, engine: Engine) -> AsyncIterator[PortalS
     profile = BucketProfile(rate=cfg.rate_limit, burst=cfg.rate_burst)
     shared = engine.dialect.name != "sqlite"
     governor = RateGovernor(profile, ledger=SqlBucketLedger(engine, host) if shared else None)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http:
+    # quick: a look for an operator (status), not work: one try, a short timeout
+    timeout = httpx.Timeout(1.5, connect=1.0) if quick else httpx.Timeout(30.0, connect=10.0)
+    async with httpx.AsyncClient(timeout=timeout) as http:
         oauth = OAuthFlow(
             tokens,
             http=http,
@@ -117,7 +121,12 @@ async def portal_session(cfg: Settings, engine: Engine) -> AsyncIterator[PortalS
         )
         endpoint = stored.client_endpoint or f"{portal_url}/rest/"
         client = RestClient(
-            http, endpoint, connector_id=cfg.connector_id, auth=oauth, governor=governor
+            http,
+            endpoint,
+            connector_id=cfg.connector_id,
+            auth=oauth,
+            governor=governor,
+            retry=RetryPolicy(attempts=1) if quick else None,
         )
         yield PortalSession(client, oauth, governor, http, tokens)
 

@@ -115,3 +115,36 @@ def test_run_serves_health_and_metrics_and_stops_clean(
     )
     assert titles == ["From the ERP", "From the portal"]
     engine.dispose()
+
+
+def test_status_with_the_portal_down_answers_quickly_and_says_why(tmp_path: Path) -> None:
+    """Nothing listens at the portal's address: status still prints the local part and
+    one line "portal unreachable: …", in seconds rather than a retry ladder's half minute."""
+    import time
+
+    dead = f"http://127.0.0.1:{_free_port()}"
+    db_url = f"sqlite:///{tmp_path}/c.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("B24_")}
+    env.update(
+        {
+            "B24_PORTAL_URL": dead,
+            "B24_OAUTH_URL": dead,
+            "B24_CLIENT_ID": "local.x",
+            "B24_CLIENT_SECRET": "secret",
+            "B24_DATABASE_URL": db_url,
+        }
+    )
+    cli = [sys.executable, "-m", "connector"]
+    assert subprocess.run([*cli, "db", "upgrade"], env=env, cwd=tmp_path).returncode == 0
+    engine = make_engine(db_url)
+    host = dead.split("://", 1)[1]
+    answer = {"access_token": "a", "refresh_token": "r", "expires_in": 3600}
+    TokenStore(engine, host).save(parse_token_answer(host, answer, datetime.now(UTC)))
+    engine.dispose()
+    started = time.monotonic()
+    done = subprocess.run([*cli, "status"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert "portal         unreachable:" in done.stdout
+    assert "outbox         0 pending" in done.stdout
+    assert took < 10, took  # generous: the process start is most of it; measured ≈ 1.5 s

@@ -83,8 +83,8 @@ async def portal_status(cfg: Any, engine: sa.Engine) -> dict[str, Any]:
     from connector.service import wiring
     from connector.service.bindings import offline_bindings
 
-    try:
-        async with wiring.portal_session(cfg, engine) as session:
+    async def look() -> dict[str, Any]:
+        async with wiring.portal_session(cfg, engine, quick=True) as session:
             events = (await session.client.call("event.get")).result
             queue = await session.client.call("event.offline.list", {"start": 0})
             return {
@@ -92,8 +92,13 @@ async def portal_status(cfg: Any, engine: sa.Engine) -> dict[str, Any]:
                 "bindings": sorted(offline_bindings(events, cfg.connector_id)),
                 "queue_depth": queue.total if queue.total is not None else len(queue.result or []),
             }
+
+    try:  # the local part is already printed-ready; the portal gets a short look only
+        return await asyncio.wait_for(look(), timeout=4.0)
+    except TimeoutError:
+        return {"reachable": False, "error": "no answer within 4 s"}
     except Exception as exc:
-        return {"reachable": False, "error": str(exc)}
+        return {"reachable": False, "error": str(exc) or type(exc).__name__}
 
 
 @click.command()
