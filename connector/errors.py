@@ -50,7 +50,15 @@ class MappingError(ConfigError):
 
 
 class StoreError(ConnectorError):
-    """The local database failed (unreachable, schema out of date, constraint)."""
+    """The local database failed (unreachable, schema out of date, constraint).
+
+    ``transient`` says whether waiting may mend it (a cut connection, a lock), or an
+    operator must act (a missing database, a refused login, a read-only file).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class SchemaOutOfDate(StoreError):

@@ -77,4 +77,12 @@ def main(argv: list[str] | None = None) -> None:
     except ConnectorError as exc:
         fail(exc.message)
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        database = sys.modules.get("sqlalchemy.exc")  # loaded only if a verb used the store
+        if database is None or not isinstance(exc, database.SQLAlchemyError):
+            raise
+        from connector.adapters.store.db_errors import store_error
+
+        fail(store_error(exc).message)  # the store's failure in one line, not a traceback
+        sys.exit(1)
     sys.exit(0)

@@ -30,9 +30,11 @@ from typing import Any
 
 import httpx
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from connector.adapters.pull_listener import PullListener
 from connector.adapters.safety_poll import SafetyPoll
+from connector.adapters.store.db_errors import store_error
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.core.mapping_model import MappingSet
 from connector.errors import AuthRevokedError, FatalPortalError, PortalError
@@ -89,6 +91,7 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.health = health
         self.state = "starting"
+        self.db_failures = 0
         self.stats = WorkerStats()
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -165,6 +168,10 @@ class Worker:
                 self.stats.push_failures += 1
                 self.metrics.failures.labels("push").inc()
                 log.warning("push failed, retrying in %.0f s: %s", self.push_interval, exc)
+            except SQLAlchemyError as exc:
+                if not self._database_failed("push", exc):
+                    return
+                await self._back_off()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=self.push_interval)
 
@@ -199,6 +206,35 @@ class Worker:
                 self.metrics.failures.labels("drain").inc()
                 self.needs_resume = True
                 log.warning("drain failed, waiting for the next wake: %s", exc)
+            except SQLAlchemyError as exc:
+                self.needs_resume = True  # a batch may be reserved; resume adopts it
+                if not self._database_failed("drain", exc):
+                    return
+                await self._back_off()
+                self.wake.set()
+            else:
+                self.db_failures = 0
+
+    def _database_failed(self, task: str, exc: SQLAlchemyError) -> bool:
+        """Log the database's failure in one line; False when waiting cannot mend it."""
+        error = store_error(exc)
+        self.metrics.failures.labels(task).inc()
+        if not error.transient:
+            log.error("%s stopped: %s", task, error.message)
+            self.fatal = error
+            self.stop()
+            return False
+        self.state = "degraded"
+        self.db_failures += 1
+        log.warning("%s waits for the database: %s", task, error.message)
+        return True
+
+    async def _back_off(self) -> None:
+        delay = min(30.0, 0.5 * 2 ** min(self.db_failures, 6))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+        if not self.stopping.is_set():
+            self.state = "running"
 
     def _count_drain(self, batch: DrainStats, seconds: float) -> None:
         self.metrics.batches.observe(seconds)

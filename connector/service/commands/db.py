@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from connector.errors import StoreError
-
 
 @click.group()
 def db() -> None:
@@ -33,9 +31,9 @@ def upgrade(dry_run: bool) -> None:
         after = migrate.current_revision(engine)
         report = sync_erp_schema(engine, mappings, dry_run=dry_run)
     except OperationalError as exc:
-        raise StoreError(
-            f"cannot reach the database in B24_DATABASE_URL ({type(exc.orig).__name__})"
-        ) from exc
+        from connector.adapters.store.db_errors import store_error
+
+        raise store_error(exc, what="the database in B24_DATABASE_URL") from exc
     finally:
         engine.dispose()
     if dry_run:
