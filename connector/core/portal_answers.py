@@ -71,12 +71,16 @@ _FATAL = frozenset(
         "payment_required",
         "error_oauth",
         "wrong_client",
+        "wrong_license",
     }
 )
 _FATAL_HINTS = {
     "overload_limit": "REST API is blocked for this portal; contact Bitrix24 support "
     "before sending anything else",
     "portal_deleted": "the portal was deleted",
+    "wrong_license": "the portal's plan no longer includes what the connector needs "
+    "(offline events, auth_connector: Professional or higher); the worker stops — "
+    "restart it once the plan is back",
     "access_denied": "the app may not call this method (plan, or not an administrator)",
     "insufficient_scope": "the app lacks the scope for this method; reinstall with it",
     "invalid_client": "the OAuth server rejected B24_CLIENT_ID/B24_CLIENT_SECRET",

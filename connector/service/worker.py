@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Mapping
@@ -275,6 +276,16 @@ class Worker:
 
 
 def install_signal_handlers(worker: Worker) -> None:
+    """SIGTERM/SIGINT: finish the batch in flight, then exit 0; a second one aborts at once
+    (exit 1 — the journal makes that safe: the next start resumes what was reserved)."""
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if worker.stopping.is_set():
+            log.warning("second %s: aborting now; the next start resumes the batch", sig.name)
+            os._exit(1)
+        log.info("%s: finishing the batch in flight, then stopping", sig.name)
+        worker.stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
+        loop.add_signal_handler(sig, on_signal, sig)

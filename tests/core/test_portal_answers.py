@@ -59,6 +59,7 @@ CASES: list[tuple[str, int, Any, type[PortalError] | None, float | None]] = [
     ("overload as 503", 503, err("OVERLOAD_LIMIT"), FatalPortalError, None),
     ("overload as 401", 401, err("OVERLOAD_LIMIT"), FatalPortalError, None),
     ("overload inside a 200 body", 200, err("OVERLOAD_LIMIT"), FatalPortalError, None),
+    ("a plan downgrade", 403, err("WRONG_LICENSE"), FatalPortalError, None),
     ("expired token", 401, err("expired_token"), AuthError, None),
     ("invalid token", 401, err("invalid_token"), AuthError, None),
     ("no auth found", 401, err("NO_AUTH_FOUND"), AuthError, None),

@@ -187,3 +187,24 @@ def test_run_exits_0_on_sigterm_after_draining(
     assert proc.returncode == 0, err
     assert out.startswith("stopped: ")
     engine.dispose()
+
+
+async def test_a_plan_downgrade_stops_the_worker_with_its_reason(worker_env: WorkerEnv) -> None:
+    """WRONG_LICENSE after a downgrade is a stop with a line naming the plan, not a loop."""
+    from connector.errors import FatalPortalError
+
+    emulator, engine, client, http = worker_env
+    worker = Worker(
+        client,
+        http,
+        engine,
+        load_mappings(REPO / "mappings"),
+        CONNECTOR,
+        poll_interval=0.2,
+        listen=False,
+    )
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.ready.wait(), 15)
+    emulator.set_plan("basic")
+    with pytest.raises(FatalPortalError, match="plan no longer includes"):
+        await asyncio.wait_for(task, 15)

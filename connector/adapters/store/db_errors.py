@@ -27,8 +27,11 @@ _REASONS: tuple[tuple[tuple[str, ...], str, bool], ...] = (
         True,
     ),
     (("database is locked", "lock wait timeout", "deadlock"), "the database is locked", True),
-    (("authentication failed", "access denied", 'role "', "password"),
-     "authentication failed", False),
+    (
+        ("authentication failed", "access denied", 'role "', "password"),
+        "authentication failed",
+        False,
+    ),
     (
         ("does not exist", "unknown database", "unable to open database"),
         "the database does not exist",
