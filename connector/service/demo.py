@@ -4,8 +4,9 @@ The built-in emulator serves on a loopback port with a seeded CRM; the connector
 fresh SQLite file and the shipped mappings, and goes through the same code paths as a
 real deployment: ``db upgrade``, stored tokens, feature checks and offline bindings,
 ``backfill``, then portal edits (an add with a phone, an update, a delete) drained from the
-offline queue, and a field changed on both sides held as a conflict. Nothing leaves the
-machine.
+offline queue, an ERP edit (plain SQL) pushed to the portal, and a field changed on both
+sides held as a conflict, then listed, shown and resolved with the CLI in its own
+process. Nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -32,7 +33,46 @@ def _count(engine: sa.Engine, table: str) -> int:
         return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
-async def run_demo(workdir: Path, say: Callable[[str], None]) -> dict[str, Any]:
+def _cli_env(cfg: Any, base_url: str) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("B24_")}
+    env.update(
+        B24_PORTAL_URL=base_url,
+        B24_OAUTH_URL=base_url,
+        B24_CLIENT_ID=str(cfg.client_id),
+        B24_CLIENT_SECRET=cfg.client_secret.get_secret_value(),
+        B24_CONNECTOR_ID=cfg.connector_id,
+        B24_DATABASE_URL=cfg.database_url,
+        B24_MAPPINGS_DIR=str(cfg.mappings_dir),
+    )
+    return env
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path) -> str:
+    """Run the CLI as an operator would, in its own process."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "connector", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.stdout + done.stderr
+
+
+async def run_demo(
+    workdir: Path,
+    say: Callable[[str], None],
+    keep_running: Callable[[], Any] | None = None,
+    *,
+    kept: bool = True,
+) -> dict[str, Any]:
     """Run the demo in ``workdir`` (its SQLite file stays there); return what happened."""
     from connector.adapters.store import migrate
     from connector.adapters.store.erp_schema import sync_erp_schema
@@ -44,6 +84,7 @@ async def run_demo(workdir: Path, say: Callable[[str], None]) -> dict[str, Any]:
     from connector.service.backfill import run_backfill
     from connector.service.bindings import ensure_bindings
     from connector.service.drainer import Drainer
+    from connector.service.pusher import Pusher
     from connector.settings import load_settings
 
     emulator = Emulator(seed=1)
@@ -122,21 +163,61 @@ async def run_demo(workdir: Path, say: Callable[[str], None]) -> dict[str, Any]:
                     f"{phones[0]['value'] if phones else '?'}; contact {gone} is marked deleted"
                 )
 
-                with engine.begin() as conn:
+                erp = sa.create_engine(f"sqlite:///{db_path}")  # the ERP's own connection
+                second = sorted(emulator.portal().crm.ids("company"))[1]
+                with erp.begin() as conn:
+                    conn.execute(
+                        sa.text("UPDATE erp_company SET comments = :c WHERE b24_id = :id"),
+                        {"c": "Edited in the ERP", "id": second},
+                    )
+                pusher = Pusher(client, engine, mappings, cfg.connector_id)
+                pushed = await pusher.push_until_empty()
+                report["push"] = vars(pushed)
+                say(
+                    f"7. In the ERP, plain SQL edits company {second}'s comments; a trigger puts "
+                    f"it in sync_outbox, the pusher sends it ({pushed.updated} update): the "
+                    f"portal now says {emulator.portal().crm.get('company', second)['COMMENTS']!r}"
+                )
+
+                with erp.begin() as conn:
                     conn.execute(
                         sa.text(
                             "UPDATE erp_company SET title = 'Title from the ERP' WHERE b24_id = :id"
                         ),
                         {"id": first},
                     )
+                erp.dispose()
                 emulator.ui_update("crm.company", first, {"TITLE": "Title from the portal"})
                 held = await drainer.drain_until_empty()
                 conflicts = _rows(engine, "SELECT id, entity, b24_id, fields FROM sync_conflict")
                 report["conflicts"] = len(conflicts)
                 say(
-                    f"7. Both sides changed company {first}'s title: {held.conflicts} conflict "
-                    "kept for an operator; the ERP value stays, the portal's later edits are "
-                    "held (event.offline.error) until it is resolved"
+                    f"8. Both sides changed company {first}'s title: {held.conflicts} conflict "
+                    "kept for an operator; only that record is held in the portal"
+                )
+                env = _cli_env(cfg, server.base_url)
+                for args in (
+                    ["conflicts", "list"],
+                    ["conflicts", "show", str(conflicts[0]["id"])],
+                    [
+                        "conflicts",
+                        "resolve",
+                        str(conflicts[0]["id"]),
+                        "--keep",
+                        "erp",
+                        "--by",
+                        "demo",
+                    ],
+                ):
+                    say(f"   $ b24-connector {' '.join(args)}")
+                    out = await asyncio.to_thread(_cli, args, env, workdir)
+                    for line in out.rstrip().splitlines():
+                        say(f"     {line}")
+                report["resolved"] = _rows(engine, "SELECT status FROM sync_conflict")[0]["status"]
+                say(
+                    f"9. Resolved: the portal's title is now "
+                    f"{emulator.portal().crm.get('company', first)['TITLE']!r}, the held "
+                    "queue record was released"
                 )
 
                 rest = [e for e in emulator.requests() if e.kind == "rest"]
@@ -151,9 +232,22 @@ async def run_demo(workdir: Path, say: Callable[[str], None]) -> dict[str, Any]:
                     queue_held=held_records,
                 )
                 say(
-                    f"8. {len(rest)} REST calls, {marked} of them with auth_connector; "
-                    f"queue: {waiting} waiting, {held_records} held for the conflict"
+                    f"10. {len(rest)} REST calls, {marked} of them with auth_connector; "
+                    f"queue: {waiting} waiting, {held_records} held"
                 )
+                if not kept:
+                    return report
+                say(
+                    f"Look inside: sqlite3 {db_path} 'select b24_id, title, comments from "
+                    "erp_company limit 5'  ·  try: b24-connector status, outbox list, "
+                    "conflicts list --all (with the variables below)"
+                )
+                for name, value in env.items():
+                    if name.startswith("B24_") and name != "B24_CLIENT_SECRET":
+                        say(f"   export {name}={value}")
+                if keep_running is not None:
+                    say("The emulator keeps running; Ctrl-C stops it.")
+                    await keep_running()
         finally:
             engine.dispose()
     return report
@@ -168,5 +262,20 @@ def demo_workdir(path: Path | None) -> Path:
     return path
 
 
-def run(path: Path | None, say: Callable[[str], None]) -> dict[str, Any]:
-    return asyncio.run(run_demo(demo_workdir(path), say))
+def run(path: Path | None, say: Callable[[str], None], *, keep: bool = False) -> dict[str, Any]:
+    """The demo in ``path`` (kept), or in a temporary folder removed afterwards."""
+    import shutil
+
+    workdir = demo_workdir(path)
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    try:
+        kept = path is not None or keep
+        return asyncio.run(run_demo(workdir, say, forever if keep else None, kept=kept))
+    except KeyboardInterrupt:
+        return {"database": str(workdir / "demo.db"), "stopped": True}
+    finally:
+        if path is None and not keep:
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 def test_demo_syncs_backfills_drains_and_holds_a_conflict(tmp_path: Path) -> None:
     """`b24-connector demo --json` exits 0 having loaded the seeded CRM, drained three
-    portal edits, kept one conflict, and marked every REST call with auth_connector."""
+    portal edits, pushed an ERP edit, resolved a conflict through the CLI, left nothing
+    held, and marked every REST call with auth_connector."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("B24_")}
     result = subprocess.run(
         [sys.executable, "-m", "connector", "demo", "--json", "--dir", str(tmp_path / "d")],
@@ -33,6 +34,8 @@ def test_demo_syncs_backfills_drains_and_holds_a_conflict(tmp_path: Path) -> Non
     drain = report["drain"]
     assert (drain["inserted"], drain["updated"], drain["deleted"]) == (1, 1, 1)
     assert report["conflicts"] == 1
+    assert report["push"]["updated"] == 1  # the ERP's edit reached the portal
+    assert report["resolved"] == "resolved"  # through the CLI, in its own process
     assert report["rest_calls"] == report["with_auth_connector"] > 0
-    assert (report["queue_waiting"], report["queue_held"]) == (0, 1)
+    assert (report["queue_waiting"], report["queue_held"]) == (0, 0)
     assert Path(report["database"]).exists()

@@ -17,20 +17,25 @@ import click
     help="Keep demo.db here (default: a new temporary folder).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-def demo(workdir: Path | None, as_json: bool) -> None:
+@click.option(
+    "--keep-running", is_flag=True, help="Leave the emulator up afterwards (Ctrl-C stops it)."
+)
+def demo(workdir: Path | None, as_json: bool, keep_running: bool) -> None:
     """Run a demo sync: the built-in emulator plus a local SQLite database.
 
     Starts the emulator on a loopback port, creates the tables, binds the offline events,
-    backfills the seeded CRM, drains portal edits and shows a conflict. Nothing leaves
-    this machine.
+    backfills the seeded CRM, drains portal edits, pushes an ERP edit, and lists, shows
+    and resolves a conflict through the CLI. Nothing leaves this machine.
     """
     from connector.service.demo import run
 
-    report = run(workdir, (lambda _: None) if as_json else click.echo)
+    report = run(workdir, (lambda _: None) if as_json else click.echo, keep=keep_running)
     if as_json:
         click.echo(json.dumps(report, sort_keys=True, default=str))
     else:
+        kept = workdir is not None or keep_running
         click.echo(
-            f"Done. Look inside with: sqlite3 {report['database']} "
-            "'select b24_id, title from erp_company'"
+            f"Done. {report['database']} is kept."
+            if kept
+            else "Done. The temporary folder is removed; run with --dir D to keep demo.db."
         )
