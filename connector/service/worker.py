@@ -25,7 +25,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,14 @@ from connector.adapters.safety_poll import SafetyPoll
 from connector.adapters.store.db_errors import store_error
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.core.mapping_model import MappingSet
-from connector.errors import AuthRevokedError, FatalPortalError, PortalError
+from connector.errors import (
+    AuthRevokedError,
+    ConnectorError,
+    FatalPortalError,
+    PortalError,
+    RetriableError,
+    StoreError,
+)
 from connector.service.bindings import ensure_bindings
 from connector.service.drainer import Drainer, DrainStats, PortalCalls
 from connector.service.health import HealthServer, Metrics
@@ -127,8 +134,8 @@ class Worker:
         self.stats.totals.add(await self.holds.sweep())
         poll = SafetyPoll(self.wake, interval=self.poll_interval)
         tasks = [
-            asyncio.create_task(poll.run(), name="safety-poll"),
-            asyncio.create_task(self._push_loop(), name="pusher"),
+            asyncio.create_task(self._supervised("safety-poll", poll.run), name="safety-poll"),
+            asyncio.create_task(self._supervised("pusher", self._push_loop), name="pusher"),
         ]
         if self.listen:
             self.listener = PullListener(
@@ -139,7 +146,12 @@ class Worker:
                 on_connect=poll.restart,
                 **self.listener_options,
             )
-            tasks.append(asyncio.create_task(self.listener.run(), name="pull-listener"))
+            listener = self.listener
+            tasks.append(
+                asyncio.create_task(
+                    self._supervised("pull-listener", listener.run), name="pull-listener"
+                )
+            )
         self.wake.set()  # drain once at start: work may have queued while we were down
         self.ready.set()
         self.state = "running"
@@ -153,6 +165,39 @@ class Worker:
         if self.fatal is not None:
             raise self.fatal
         return self.stats
+
+    async def _supervised(self, name: str, body: Callable[[], Awaitable[Any]]) -> None:
+        """Run a background task; restart it with back-off when it dies of something
+        waiting may mend, stop the worker (exit 1, one line naming the cause) otherwise."""
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                await body()
+                return
+            except asyncio.CancelledError:
+                raise
+            except (FatalPortalError, AuthRevokedError, ConnectorError) as exc:
+                if isinstance(exc, RetriableError) or (
+                    isinstance(exc, StoreError) and exc.transient
+                ):
+                    pass  # transient: restart below
+                else:
+                    log.error("%s stopped the worker: %s", name, exc)
+                    self.fatal = exc
+                    self.stop()
+                    return
+            except (OSError, SQLAlchemyError, httpx.HTTPError) as exc:
+                log.warning("%s failed (%s: %s); restarting it", name, type(exc).__name__, exc)
+            except Exception as exc:
+                self.fatal = ConnectorError(f"{name} died: {type(exc).__name__}: {exc}")
+                log.error("%s", self.fatal.message)
+                self.stop()
+                return
+            failures += 1
+            self.metrics.failures.labels(name).inc()
+            delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=delay)
 
     async def _push_loop(self) -> None:
         while not self.stopping.is_set():

@@ -75,7 +75,7 @@ async def worker_env(
 async def test_a_push_wakes_the_drain_and_stop_is_clean(worker_env: WorkerEnv) -> None:
     """With the safety poll an hour away, a UI change still reaches the ERP: the
     event_offline push woke the drain. stop() then ends run() normally."""
-    emulator, engine, client, http = worker_env
+    _emulator, engine, client, http = worker_env
     worker = Worker(
         client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR, poll_interval=3600
     )
@@ -93,7 +93,7 @@ async def test_a_push_wakes_the_drain_and_stop_is_clean(worker_env: WorkerEnv) -
 
 async def test_without_push_the_safety_poll_drains(worker_env: WorkerEnv) -> None:
     """No listener at all: the safety poll alone picks the change up."""
-    emulator, engine, client, http = worker_env
+    _emulator, engine, client, http = worker_env
     worker = Worker(
         client,
         http,
@@ -113,7 +113,7 @@ async def test_without_push_the_safety_poll_drains(worker_env: WorkerEnv) -> Non
 
 async def test_a_failed_drain_is_retried_and_its_locks_resumed(worker_env: WorkerEnv) -> None:
     """A batch that fails after reserving (500s on the fetch) is resumed on the next wake."""
-    emulator, engine, client, http = worker_env
+    _emulator, engine, client, http = worker_env
     client.retry = RetryPolicy(attempts=1)
     worker = Worker(
         client,
@@ -193,7 +193,7 @@ async def test_a_plan_downgrade_stops_the_worker_with_its_reason(worker_env: Wor
     """WRONG_LICENSE after a downgrade is a stop with a line naming the plan, not a loop."""
     from connector.errors import FatalPortalError
 
-    emulator, engine, client, http = worker_env
+    _emulator, engine, client, http = worker_env
     worker = Worker(
         client,
         http,
@@ -208,3 +208,63 @@ async def test_a_plan_downgrade_stops_the_worker_with_its_reason(worker_env: Wor
     emulator.set_plan("basic")
     with pytest.raises(FatalPortalError, match="plan no longer includes"):
         await asyncio.wait_for(task, 15)
+
+
+class Flaky(Worker):
+    """A worker whose push task dies: first of something transient, then of a bug."""
+
+    def __init__(self, *args: object, deaths: list[BaseException], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.deaths = deaths
+        self.starts = 0
+
+    async def _push_loop(self) -> None:
+        self.starts += 1
+        if self.deaths:
+            raise self.deaths.pop(0)
+        await self.stopping.wait()
+
+
+async def test_a_task_that_dies_of_something_transient_is_restarted(
+    worker_env: WorkerEnv,
+) -> None:
+    """The push task fails with a connection error: restarted with back-off, the worker
+    keeps running and stops cleanly when asked."""
+    _emulator, engine, client, http = worker_env
+    worker = Flaky(
+        client,
+        http,
+        engine,
+        load_mappings(REPO / "mappings"),
+        CONNECTOR,
+        poll_interval=0.2,
+        listen=False,
+        deaths=[ConnectionResetError("reset")],
+    )
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.ready.wait(), 15)
+    await eventually(lambda: worker.starts == 2, limit=15)
+    assert not task.done()
+    worker.stop()
+    await asyncio.wait_for(task, 15)
+
+
+async def test_a_task_that_dies_of_a_bug_stops_the_worker_naming_it(
+    worker_env: WorkerEnv,
+) -> None:
+    """An unexpected error in a task ends the worker with one line naming task and cause."""
+    from connector.errors import ConnectorError
+
+    _emulator, engine, client, http = worker_env
+    worker = Flaky(
+        client,
+        http,
+        engine,
+        load_mappings(REPO / "mappings"),
+        CONNECTOR,
+        poll_interval=0.2,
+        listen=False,
+        deaths=[KeyError("oops")],
+    )
+    with pytest.raises(ConnectorError, match="pusher died: KeyError"):
+        await asyncio.wait_for(worker.run(), 15)
