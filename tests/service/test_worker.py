@@ -75,7 +75,7 @@ async def worker_env(
 async def test_a_push_wakes_the_drain_and_stop_is_clean(worker_env: WorkerEnv) -> None:
     """With the safety poll an hour away, a UI change still reaches the ERP: the
     event_offline push woke the drain. stop() then ends run() normally."""
-    _emulator, engine, client, http = worker_env
+    emulator, engine, client, http = worker_env
     worker = Worker(
         client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR, poll_interval=3600
     )
@@ -93,7 +93,7 @@ async def test_a_push_wakes_the_drain_and_stop_is_clean(worker_env: WorkerEnv) -
 
 async def test_without_push_the_safety_poll_drains(worker_env: WorkerEnv) -> None:
     """No listener at all: the safety poll alone picks the change up."""
-    _emulator, engine, client, http = worker_env
+    emulator, engine, client, http = worker_env
     worker = Worker(
         client,
         http,
@@ -113,7 +113,7 @@ async def test_without_push_the_safety_poll_drains(worker_env: WorkerEnv) -> Non
 
 async def test_a_failed_drain_is_retried_and_its_locks_resumed(worker_env: WorkerEnv) -> None:
     """A batch that fails after reserving (500s on the fetch) is resumed on the next wake."""
-    _emulator, engine, client, http = worker_env
+    emulator, engine, client, http = worker_env
     client.retry = RetryPolicy(attempts=1)
     worker = Worker(
         client,
@@ -193,7 +193,7 @@ async def test_a_plan_downgrade_stops_the_worker_with_its_reason(worker_env: Wor
     """WRONG_LICENSE after a downgrade is a stop with a line naming the plan, not a loop."""
     from connector.errors import FatalPortalError
 
-    _emulator, engine, client, http = worker_env
+    emulator, engine, client, http = worker_env
     worker = Worker(
         client,
         http,
