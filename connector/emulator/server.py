@@ -185,6 +185,7 @@ def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))  # port 0: the system picks one, and it is the one printed
     port = int(sock.getsockname()[1])
+    sock.listen(128)  # connections made right after the printout wait for the server
     base_url = f"{scheme}://{host}:{port}"
     app = emulator.install_app(
         DEMO_CLIENT_ID, scopes=("crm", "pull", "user", "placement"), base_url=base_url

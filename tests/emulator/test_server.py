@@ -127,3 +127,34 @@ def test_serve_prints_help_and_runs_uvicorn(monkeypatch: pytest.MonkeyPatch) -> 
     assert built[0].default_portal.limits.rate == 2
     with pytest.raises(ValueError):
         serve(host="0.0.0.0", out=out)
+
+
+def test_the_emulator_verb_prints_the_port_it_really_bound(tmp_path: Path) -> None:
+    """`emulator --port 0` lets the system choose, and prints that port, which answers."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("B24_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "emulator", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        found = re.search(r"http://127\.0\.0\.1:(\d+)", first)
+        assert found and int(found.group(1)) > 0, first
+        answer = httpx.get(f"{found.group(0)}/rest/server.time", timeout=10)
+        assert answer.json()["error"] == "NO_AUTH_FOUND"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
