@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -109,6 +109,7 @@ class RestClient:
         clock: Clock | None = None,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        observer: Callable[[str, str], None] | None = None,
     ) -> None:
         if not connector_id:
             raise ValueError("connector_id is required: every call carries auth_connector")
@@ -121,6 +122,7 @@ class RestClient:
         self.retry = retry or RetryPolicy()
         self.rng = rng or random.Random()
         self.requests_sent = 0
+        self.observer = observer  # (method, "ok" or the error code) after every answer
 
     # --- single calls ----------------------------------------------------------------
 
@@ -221,6 +223,7 @@ class RestClient:
                 auth=self.auth or httpx.Auth(),
             )
         except httpx.HTTPError as exc:
+            self._observe(method, "NETWORK")
             raise RetriableError(
                 f"{method}: network error: {type(exc).__name__}: {redact_text(str(exc))}",
                 code="NETWORK",
@@ -236,6 +239,7 @@ class RestClient:
             retry_after_header=response.headers.get("retry-after"),
             known_reset_at=known,
         )
+        self._observe(method, "ok" if error is None else (error.code or type(error).__name__))
         if error is not None:
             if self.governor is not None:
                 await self.governor.on_error(method, error)
@@ -244,6 +248,10 @@ class RestClient:
             self.governor.observe(method, body)
         assert isinstance(body, dict)
         return body
+
+    def _observe(self, method: str, outcome: str) -> None:
+        if self.observer is not None:
+            self.observer(method, outcome)
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None

@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
@@ -66,8 +66,22 @@ class Metrics:
             ["task"],
             registry=self.registry,
         )
+        self.requests = Counter(
+            "b24_rest_requests",
+            "REST requests sent (a batch is one), by method and outcome (ok or the error code)",
+            ["method", "outcome"],
+            registry=self.registry,
+        )
         if engine is not None:
             self.registry.register(StoreGauges(engine))
+
+    def observe_request(self, method: str, outcome: str) -> None:
+        self.requests.labels(method, outcome).inc()
+
+    def watch(self, **sources: Callable[[], Any]) -> None:
+        """Counters kept by the REST governor, the OAuth flow and the Push&Pull listener,
+        read at each scrape (``governor=…, oauth=…, listener=…``: callables)."""
+        self.registry.register(LiveCounters(sources))
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
@@ -132,6 +146,51 @@ class StoreGauges(Collector):
         yield GaugeMetricFamily(
             "b24_drain_batches_unfinished", "Drain batches not cleared yet", value=float(journal)
         )
+
+
+class LiveCounters(Collector):
+    """The adapters' own counters, exported as they are at scrape time."""
+
+    def __init__(self, sources: Mapping[str, Callable[[], Any]]) -> None:
+        self.sources = sources
+
+    def _get(self, name: str) -> Any:
+        source = self.sources.get(name)
+        return source() if source is not None else None
+
+    def collect(self) -> Iterator[Any]:
+        governor, oauth, listener = self._get("governor"), self._get("oauth"), self._get("listener")
+        if governor is not None:
+            yield CounterMetricFamily(
+                "b24_rate_limit_waits",
+                "Requests that waited for the rate budget",
+                value=float(governor.stats.waited),
+            )
+            yield CounterMetricFamily(
+                "b24_rate_limit_wait_seconds",
+                "Seconds spent waiting for the rate budget",
+                value=float(governor.stats.waited_s),
+            )
+            yield CounterMetricFamily(
+                "b24_rate_limit_answers",
+                "QUERY_LIMIT_EXCEEDED answers from the portal",
+                value=float(governor.stats.limit_answers),
+            )
+        if oauth is not None:
+            yield CounterMetricFamily(
+                "b24_token_refreshes", "OAuth token refreshes", value=float(oauth.refreshes)
+            )
+        if listener is not None:
+            yield CounterMetricFamily(
+                "b24_push_connects",
+                "Push&Pull (re)connections",
+                value=float(listener.stats.connects),
+            )
+            yield CounterMetricFamily(
+                "b24_push_failures",
+                "Push&Pull connection failures",
+                value=float(listener.stats.failures),
+            )
 
 
 def health_app(metrics: Metrics, state: Any) -> Any:

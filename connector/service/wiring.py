@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +93,11 @@ class PortalSession:
 
 @asynccontextmanager
 async def portal_session(
-    cfg: Settings, engine: Engine, *, quick: bool = False
+    cfg: Settings,
+    engine: Engine,
+    *,
+    quick: bool = False,
+    observer: Callable[[str, str], None] | None = None,
 ) -> AsyncIterator[PortalSession]:
     """A REST client for ``B24_PORTAL_URL``: OAuth from ``sync_token``, the rate governor
     (its bucket in the database when it is shared: PostgreSQL or MariaDB), and
@@ -127,6 +131,7 @@ async def portal_session(
             auth=oauth,
             governor=governor,
             retry=RetryPolicy(attempts=1) if quick else None,
+            observer=observer,
         )
         yield PortalSession(client, oauth, governor, http, tokens)
 

@@ -99,12 +99,25 @@ def test_run_serves_health_and_metrics_and_stops_clean(
         with engine.begin() as conn:  # the ERP's own write
             conn.execute(sa.text("INSERT INTO erp_company (title) VALUES ('From the ERP')"))
         asyncio.run(eventually(lambda: _synced(base).get("to_portal", 0) >= 1, limit=30))
+        text = httpx.get(f"{base}/metrics", timeout=5).text
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert {
+        "b24_rest_requests",
+        "b24_outbox_rows",
+        "b24_conflicts_open",
+        "b24_push_lag_seconds",
+        "b24_drain_batch_seconds",
+        "b24_rate_limit_waits",
+        "b24_token_refreshes",
+        "b24_push_connects",
+    } <= names, names
+    assert 'b24_rest_requests_total{method="batch",outcome="ok"}' in text
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any(line["message"] == "drain.batch" and line["records"] >= 1 for line in lines)
     assert any(line["message"] == "push.round" and line["added"] == 1 for line in lines)

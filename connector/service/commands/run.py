@@ -24,7 +24,8 @@ async def run_worker(
     engine = wiring.ready_engine(cfg)
     health = (cfg.metrics_host, cfg.metrics_port) if cfg.metrics_port is not None else None
     try:
-        async with wiring.portal_session(cfg, engine) as session:
+        metrics = Metrics(engine)
+        async with wiring.portal_session(cfg, engine, observer=metrics.observe_request) as session:
             worker = Worker(
                 session.client,
                 session.http,
@@ -35,8 +36,13 @@ async def run_worker(
                 push_interval=push_interval,
                 listen=listen,
                 writer=wiring.erp_writer(cfg, mappings),
-                metrics=Metrics(engine),
+                metrics=metrics,
                 health=health,
+            )
+            metrics.watch(
+                governor=lambda: session.governor,
+                oauth=lambda: session.oauth,
+                listener=lambda: worker.listener,
             )
             install_signal_handlers(worker)
             stats = await worker.run()
