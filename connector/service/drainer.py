@@ -107,7 +107,11 @@ class Drainer:
     # --- the cycle ---------------------------------------------------------------------
 
     async def drain_once(self) -> DrainStats:
-        """Reserve one batch and see it through; ``records == 0`` means the queue was empty."""
+        """Reserve one batch and see it through; ``records == 0`` means the queue was empty.
+
+        The database is asked first: with it down, nothing is reserved in the portal that
+        the journal could not record (the failure surfaces before the ``get``)."""
+        await asyncio.to_thread(self.journal.ping)
         answer = await self.portal.call("event.offline.get", {"clear": 0, "limit": self.limit})
         result = answer.result if isinstance(answer.result, Mapping) else {}
         events = result.get("events") or []

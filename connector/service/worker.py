@@ -119,7 +119,7 @@ class Worker:
     async def run(self) -> WorkerStats:
         server: HealthServer | None = None
         if self.health is not None:
-            server = HealthServer(self.metrics, lambda: self.state, *self.health)
+            server = HealthServer(self.metrics, self.current_state, *self.health)
             await server.start()
         try:
             return await self._run()
@@ -165,6 +165,18 @@ class Worker:
         if self.fatal is not None:
             raise self.fatal
         return self.stats
+
+    def current_state(self) -> str:
+        """starting, running, degraded (Push&Pull down: polling only; or the database
+        being waited out), stopped."""
+        listener = self.listener
+        if (
+            self.state == "running"
+            and listener is not None
+            and listener.stats.state in ("reconnecting", "unsupported")
+        ):
+            return "degraded"
+        return self.state
 
     async def _supervised(self, name: str, body: Callable[[], Awaitable[Any]]) -> None:
         """Run a background task; restart it with back-off when it dies of something

@@ -199,3 +199,21 @@ async def test_the_portal_removing_the_last_phone_removes_it_in_the_erp(bench: B
     )
     await bench.drainer().drain_until_empty()
     assert _children(bench, "erp_company_phone") == []
+
+
+async def test_with_the_database_down_nothing_is_reserved_in_the_portal(bench: Bench) -> None:
+    """The store is asked before event.offline.get: a dead database fails the cycle with
+    every queue record still free, instead of stranding a reservation."""
+    import sqlalchemy as sa
+
+    from connector.adapters.store.database import make_engine
+    from connector.service.drainer import Drainer
+    from tests.service.drain_harness import CONNECTOR
+
+    add_company(bench, "Waits")
+    dead = make_engine("sqlite:////nonexistent-dir-b24/connector.db")
+    drainer = Drainer(bench.client, dead, bench.mappings, CONNECTOR)
+    with pytest.raises(sa.exc.OperationalError):
+        await drainer.drain_once()
+    assert [r["PROCESS_ID"] for r in bench.queue()] == [""]
+    dead.dispose()

@@ -41,6 +41,11 @@ class Journal:
         self.connector_id = connector_id
         self.worker = worker
 
+    def ping(self) -> None:
+        """Raise if the database does not answer (cheap: one round trip)."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.select(1))
+
     def reserve(self, process_id: str, events: Sequence[Any], record_ids: Sequence[int]) -> None:
         """Write the batch before acting on it; a second call for the same pid refreshes it."""
         now = _now()
