@@ -218,6 +218,7 @@ class Worker:
                     pushed = await self.pusher.push_until_empty(max_rounds=1)
                 self.stats.pushed.add(pushed)
                 self._count_push(pushed)
+                self.db_failures = 0
             except (FatalPortalError, AuthRevokedError) as exc:
                 self.fatal = exc
                 self.stop()
@@ -288,7 +289,7 @@ class Worker:
         return True
 
     async def _back_off(self) -> None:
-        delay = min(30.0, 0.5 * 2 ** min(self.db_failures, 6))
+        delay = min(10.0, 0.25 * 2 ** min(self.db_failures, 6))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), timeout=delay)
         if not self.stopping.is_set():

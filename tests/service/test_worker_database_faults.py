@@ -1,14 +1,15 @@
 """The worker survives its database: connections cut mid-drain (PostgreSQL, MariaDB) or the
-SQLite file locked by another writer — it logs the cause, waits, and converges with
-nothing lost or applied twice."""
+SQLite file locked by another process for longer than the worker waits — it logs the
+cause, waits, and converges with nothing lost or applied twice."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import subprocess
+import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 
 from connector.adapters.mapping_files import load_mappings
 from connector.adapters.rest_client import RestClient
-from connector.adapters.store.database import lock_for_write, make_engine
+from connector.adapters.store.database import make_engine
 from connector.emulator.app import Emulator
 from connector.emulator.server import ServerThread
 from connector.service.worker import Worker
@@ -56,15 +57,20 @@ def _cutter(url: str, backend: str) -> Callable[[], None]:
                         conn.execute(sa.text(f"KILL {int(pid)}"))
 
         return cut
-    holder = make_engine(url)
+    path = sa.engine.make_url(url).database
+    script = (
+        "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+        "c.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(2); c.rollback()"
+    )
 
-    def hold() -> None:  # a second writer holds the lock longer than the worker waits
-        with holder.connect() as conn:
-            lock_for_write(conn)
-            time.sleep(1.5)
-            conn.rollback()
+    def hold() -> None:  # another process holds the write lock longer than the worker waits
+        proc = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        proc.stdout.readline()  # the lock is taken
+        proc.stdout.close()
+        threading.Thread(target=proc.wait, daemon=True).start()
 
-    return lambda: threading.Thread(target=hold, daemon=True).start()
+    return hold
 
 
 @pytest.fixture
