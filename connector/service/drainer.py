@@ -66,10 +66,14 @@ class DrainStats:
     conflicts: int = 0
     bad: int = 0
     resumed: int = 0
+    lag_s: float = 0.0  # age of the oldest portal change a batch took (the largest seen)
 
     def add(self, other: DrainStats) -> None:
         for name in vars(self):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            if name == "lag_s":
+                self.lag_s = max(self.lag_s, other.lag_s)
+            else:
+                setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 Checkpoint = Callable[[str], None]
@@ -79,6 +83,19 @@ Checkpoint = Callable[[str], None]
 
 def _no_checkpoint(_: str) -> None:
     return None
+
+
+def _oldest_age(plan: DrainPlan, now: datetime) -> float:
+    """Seconds since the oldest TIMESTAMP_X in the batch (0 when none parses)."""
+    ages = []
+    for rec in plan.records:
+        try:
+            moment = datetime.fromisoformat(rec.timestamp)
+        except ValueError:
+            continue
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        ages.append((now - moment).total_seconds())
+    return max(0.0, max(ages)) if ages else 0.0
 
 
 class Drainer:
@@ -186,6 +203,7 @@ class Drainer:
         stats = DrainStats(batches=1, records=len(plan.records) + len(plan.bad))
         flagged: list[str] = []
         now = datetime.now(UTC)
+        stats.lag_s = _oldest_age(plan, now)
         if plan.unmapped:
             names = sorted({name for _, name in plan.unmapped})
             log.info(

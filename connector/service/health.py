@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
@@ -64,6 +64,16 @@ class Metrics:
             "b24_failures",
             "Drain or push rounds that failed and will be retried",
             ["task"],
+            registry=self.registry,
+        )
+        self.drain_lag = Gauge(
+            "b24_drain_lag_seconds",
+            "Age of the oldest portal change the last drain batch took (portal → ERP lag)",
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "b24_queue_depth",
+            "Records in the portal's offline queue for this connector (read every minute)",
             registry=self.registry,
         )
         self.requests = Counter(

@@ -137,6 +137,8 @@ class Worker:
             asyncio.create_task(self._supervised("safety-poll", poll.run), name="safety-poll"),
             asyncio.create_task(self._supervised("pusher", self._push_loop), name="pusher"),
         ]
+        if self.health is not None:  # queue depth for /metrics: one list call a minute
+            tasks.append(asyncio.create_task(self._supervised("queue-watch", self._watch_queue)))
         if self.listen:
             self.listener = PullListener(
                 get_config=self._get_config,
@@ -210,6 +212,15 @@ class Worker:
             delay = min(30.0, 0.5 * 2 ** min(failures, 6))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+
+    async def _watch_queue(self, every: float = 60.0) -> None:
+        while not self.stopping.is_set():
+            answer = await self.client.call("event.offline.list", {"start": 0})
+            total = getattr(answer, "total", None)
+            rows = answer.result if isinstance(answer.result, list) else []
+            self.metrics.queue_depth.set(float(total if total is not None else len(rows)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=every)
 
     async def _push_loop(self) -> None:
         while not self.stopping.is_set():
@@ -297,6 +308,7 @@ class Worker:
 
     def _count_drain(self, batch: DrainStats, seconds: float) -> None:
         self.metrics.batches.observe(seconds)
+        self.metrics.drain_lag.set(batch.lag_s)
         for outcome in ("inserted", "updated", "deleted", "unchanged", "conflicts", "bad"):
             if getattr(batch, outcome):
                 self.metrics.synced.labels("to_erp", outcome).inc(getattr(batch, outcome))

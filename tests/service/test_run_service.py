@@ -116,6 +116,8 @@ def test_run_serves_health_and_metrics_and_stops_clean(
         "b24_rate_limit_waits",
         "b24_token_refreshes",
         "b24_push_connects",
+        "b24_drain_lag_seconds",
+        "b24_queue_depth",
     } <= names, names
     assert 'b24_rest_requests_total{method="batch",outcome="ok"}' in text
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
