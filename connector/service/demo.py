@@ -12,6 +12,7 @@ process. Nothing leaves the machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -72,6 +73,7 @@ async def run_demo(
     keep_running: Callable[[], Any] | None = None,
     *,
     kept: bool = True,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Run the demo in ``workdir`` (its SQLite file stays there); return what happened."""
     from connector.adapters.store import migrate
@@ -121,7 +123,14 @@ async def run_demo(
                     f"3. Features checked; {len(bound.events)} offline events bound with "
                     f"auth_connector={cfg.connector_id}"
                 )
-                loaded = await run_backfill(client, engine, mappings)
+                bar = progress if progress is not None else contextlib.nullcontext()
+                with bar:  # a rich progress bar on a terminal (the backfill verb's own)
+                    loaded = await run_backfill(
+                        client,
+                        engine,
+                        mappings,
+                        progress=progress,
+                    )
                 counts = {m.table: _count(engine, m.table) for m in mappings}
                 report["backfill"] = counts
                 say(
@@ -262,7 +271,13 @@ def demo_workdir(path: Path | None) -> Path:
     return path
 
 
-def run(path: Path | None, say: Callable[[str], None], *, keep: bool = False) -> dict[str, Any]:
+def run(
+    path: Path | None,
+    say: Callable[[str], None],
+    *,
+    keep: bool = False,
+    progress: Any = None,
+) -> dict[str, Any]:
     """The demo in ``path`` (kept), or in a temporary folder removed afterwards."""
     import shutil
 
@@ -273,7 +288,9 @@ def run(path: Path | None, say: Callable[[str], None], *, keep: bool = False) ->
 
     try:
         kept = path is not None or keep
-        return asyncio.run(run_demo(workdir, say, forever if keep else None, kept=kept))
+        return asyncio.run(
+            run_demo(workdir, say, forever if keep else None, kept=kept, progress=progress)
+        )
     except KeyboardInterrupt:
         return {"database": str(workdir / "demo.db"), "stopped": True}
     finally:

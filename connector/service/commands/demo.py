@@ -27,9 +27,17 @@ def demo(workdir: Path | None, as_json: bool, keep_running: bool) -> None:
     backfills the seeded CRM, drains portal edits, pushes an ERP edit, and lists, shows
     and resolves a conflict through the CLI. Nothing leaves this machine.
     """
+    import sys
+
     from connector.service.demo import run
 
-    report = run(workdir, (lambda _: None) if as_json else click.echo, keep=keep_running)
+    progress = None
+    if not as_json and sys.stdout.isatty():
+        from connector.service.commands.backfill import RichProgress
+
+        progress = RichProgress()
+    say = (lambda _: None) if as_json else click.echo
+    report = run(workdir, say, keep=keep_running, progress=progress)
     if as_json:
         click.echo(json.dumps(report, sort_keys=True, default=str))
     else:
