@@ -204,7 +204,10 @@ def serve(
         flush=True,
     )
     server = uvicorn.Server(uvicorn_config(emulator, host=host, port=port, tls=tls_files))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 @dataclass
