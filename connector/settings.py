@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     )
     client_id: str | None = Field(default=None, description="OAuth client_id of the local app")
     client_secret: SecretStr | None = Field(default=None, description="OAuth client_secret")
+    refresh_token: SecretStr | None = Field(
+        default=None, description="auth set: the refresh token (instead of stdin or argv)"
+    )
     oauth_url: str = Field(default=DEFAULT_OAUTH_URL, description="OAuth server base URL")
     connector_id: str = Field(default="b24connector", description="auth_connector key")
     database_url: str = Field(default=DEFAULT_DATABASE_URL, description="SQLAlchemy URL")

@@ -57,7 +57,9 @@ def test_set_stores_the_pair(database: str, capsys: pytest.CaptureFixture[str]) 
         ["auth", "set", "--refresh-token", REFRESH, "--access-token", ACCESS], capsys
     )
 
-    assert (code, err) == (0, "")
+    assert code == 0
+    assert err.startswith("warning: a token in argv")  # and nothing else, no token
+    assert REFRESH not in err and ACCESS not in err
     assert HOST in out and "generation 0" in out
     assert REFRESH not in out and ACCESS not in out
     store = stored(database)
@@ -170,3 +172,40 @@ def test_describe_states() -> None:
     assert "none" in none["access_token"] and none["age"] == "2d 3h"
     assert "expired" in expired["access_token"] and expired["expires_in"] == "-1m 30s"
     assert expired["age"] == "0s" and none["expires_in"] is None
+
+
+def test_set_reads_the_token_from_stdin_a_file_or_the_environment(
+    database: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The token stays out of argv: piped in, from --refresh-token-file, or from
+    B24_REFRESH_TOKEN; each is stored, none is echoed, and none warns."""
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(REFRESH + "\n"))
+    code, out, err = run(["auth", "set"], capsys)
+    assert code == 0 and REFRESH not in out + err and "warning" not in err
+    tokens = stored(database).load()
+    assert tokens is not None and tokens.refresh_token == REFRESH
+
+    secret = tmp_path / "token.txt"
+    secret.write_text("from-a-file\n")
+    assert run(["auth", "set", "--refresh-token-file", str(secret)], capsys)[0] == 0
+    tokens = stored(database).load()
+    assert tokens is not None and tokens.refresh_token == "from-a-file"
+
+    monkeypatch.setenv("B24_REFRESH_TOKEN", "from-the-env")
+    assert run(["auth", "set"], capsys)[0] == 0
+    tokens = stored(database).load()
+    assert tokens is not None and tokens.refresh_token == "from-the-env"
+
+
+def test_set_with_the_token_in_argv_warns(
+    database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--refresh-token T still works (the documented form) but says where T now is."""
+    code, _, err = run(["auth", "set", "--refresh-token", REFRESH], capsys)
+    assert code == 0
+    assert "shell" in err and "history" in err and REFRESH not in err

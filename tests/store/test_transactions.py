@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
@@ -51,3 +53,18 @@ def test_lock_for_write_commits_what_it_began(db_url: str) -> None:
         conn.commit()
     assert _keys(engine) == ["kept"]
     engine.dispose()
+
+
+def test_a_new_sqlite_file_is_created_private(tmp_path: Path) -> None:
+    """The file holds the connector's tokens: 0600 from its first byte, WAL files alike."""
+    import stat
+
+    path = tmp_path / "c.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(sync_state.insert().values(**_row("k")))
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    engine.dispose()
+    assert modes["c.db"] == 0o600
+    assert all(mode == 0o600 for mode in modes.values()), modes

@@ -10,8 +10,11 @@ runs reads outside any transaction and a released savepoint commits on its own).
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -28,6 +31,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        _create_private(parsed.database)
         kwargs.setdefault("connect_args", {"timeout": 30})
         if parsed.database not in (None, "", ":memory:"):
             kwargs.setdefault("poolclass", NullPool)
@@ -50,6 +54,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def _create_private(database: str | None) -> None:
+    """A new SQLite file is created 0600 (it holds the connector's tokens); SQLite gives
+    its -wal and -shm files the same mode. An existing file is left as it is."""
+    if database in (None, "", ":memory:") or str(database).startswith("file:"):
+        return
+    path = Path(str(database))
+    if path.exists() or not path.parent.is_dir():
+        return  # a missing folder fails at connect, with the driver's own message
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def backend_name(url: str) -> str:

@@ -8,8 +8,10 @@ bumps its generation, so every running worker picks up the new pair at its next 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -26,21 +28,64 @@ def auth() -> None:
     """Store and inspect the portal's OAuth tokens."""
 
 
+def _refresh_token(given: str | None, path: Path | None, cfg: Any) -> str:
+    """The refresh token from stdin (``-`` or a pipe), a file, B24_REFRESH_TOKEN, or argv —
+    the last with a warning: argv is visible to other users and kept in shell history."""
+    if given == "-" or (given is None and path is None and cfg.refresh_token is None):
+        if given is None and sys.stdin.isatty():
+            raise ConfigError(
+                "auth set: give the refresh token on stdin, with --refresh-token-file F, "
+                "or in B24_REFRESH_TOKEN"
+            )
+        token = sys.stdin.read()
+    elif given is not None:
+        click.echo(
+            "warning: a token in argv is visible in the process list and your shell "
+            "history; prefer stdin, --refresh-token-file or B24_REFRESH_TOKEN",
+            err=True,
+        )
+        token = given
+    elif path is not None:
+        token = path.read_text()
+    else:
+        token = cfg.refresh_token.get_secret_value()
+    token = token.strip()
+    if not token:
+        raise ConfigError(
+            "auth set: the refresh token is empty (--refresh-token, stdin, "
+            "--refresh-token-file or B24_REFRESH_TOKEN)"
+        )
+    return token
+
+
 @auth.command("set")
-@click.option("--refresh-token", required=True, help="The refresh token of the installed app.")
+@click.option(
+    "--refresh-token",
+    default=None,
+    help="The refresh token of the installed app ('-': read it from stdin). Prefer stdin, "
+    "--refresh-token-file or B24_REFRESH_TOKEN: argv lands in shell history.",
+)
+@click.option(
+    "--refresh-token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Read the refresh token from this file.",
+)
 @click.option("--access-token", default=None, help="An access token issued with it (optional).")
-def auth_set(refresh_token: str, access_token: str | None) -> None:
+def auth_set(
+    refresh_token: str | None, refresh_token_file: Path | None, access_token: str | None
+) -> None:
     """Store the app's tokens for this portal (B24_PORTAL_URL, B24_DATABASE_URL).
 
-    Without --access-token the first portal call refreshes the pair.
+    The refresh token comes from stdin (``… | b24-connector auth set``),
+    ``--refresh-token-file``, ``B24_REFRESH_TOKEN`` or ``--refresh-token``. Without
+    --access-token the first portal call refreshes the pair.
     """
     from connector.adapters.store.tokens import TokenStore
     from connector.service import wiring
 
-    refresh_token = refresh_token.strip()
-    if not refresh_token:
-        raise ConfigError("--refresh-token is empty")
     cfg = wiring.settings()
+    refresh_token = _refresh_token(refresh_token, refresh_token_file, cfg)
     host = wiring.portal_host(cfg)
     engine = wiring.ready_engine(cfg)
     try:
