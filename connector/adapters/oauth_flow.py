@@ -73,7 +73,7 @@ class OAuthFlow(httpx.Auth):
         self._tokens: TokenSet | None = None
         self._lock = asyncio.Lock()
         self.refreshes = 0
-        guard_logger("httpx")  # the GET fallback puts secrets in a URL httpx would log
+        guard_logger("httpx")  # belt and braces: no secret reaches httpx's request log
 
     # --- httpx.Auth ------------------------------------------------------------------
 
@@ -135,8 +135,9 @@ class OAuthFlow(httpx.Auth):
     async def exchange(self, current: TokenSet) -> TokenSet:
         """Spend ``current.refresh_token`` at the OAuth server; return the new pair.
 
-        POST with a form body keeps the secrets out of URLs (digest A28); a server that
-        refuses POST (405) gets the documented GET.
+        POST with a form body keeps the secrets out of URLs (digest A28). A server that
+        refuses POST (405) is not sent the documented GET: that would put the client
+        secret and the refresh token in a URL, where proxies and logs keep them.
         """
         form = {
             "grant_type": "refresh_token",
@@ -148,13 +149,17 @@ class OAuthFlow(httpx.Auth):
         self.refreshes += 1
         try:
             response = await self._http.post(self._token_url, data=form, auth=_NO_AUTH)
-            if response.status_code == 405:
-                response = await self._http.get(self._token_url, params=form, auth=_NO_AUTH)
         except httpx.HTTPError as exc:
             raise RetriableError(
                 f"token refresh: cannot reach the OAuth server: "
                 f"{redact_text(type(exc).__name__ + ': ' + str(exc), secrets)}"
             ) from None
+        if response.status_code == 405:
+            raise FatalPortalError(
+                "token refresh: the OAuth server refuses POST (HTTP 405); the connector "
+                "never sends its secrets in a URL (GET) — check B24_OAUTH_URL",
+                status=405,
+            )
         body = _json(response)
         error = classify_token_answer(response.status_code, body)
         if error is not None:

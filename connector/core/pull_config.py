@@ -68,16 +68,21 @@ class PullConfig:
         return self.version < FIRST_UNSUPPORTED_VERSION
 
     def websocket_base(self, *, prefer_secure: bool = True) -> str | None:
-        """The WebSocket base URL, or ``None`` when the server offers none (or disabled)."""
+        """The WebSocket base URL, or ``None`` when the server offers none (or disabled).
+
+        A plain ``ws://`` URL is used only for a loopback host: the connector never
+        downgrades to an unencrypted channel across a network (``None`` then, and the
+        safety poll carries on alone)."""
         if not self.websocket_enabled:
             return None
         pair = (self.websocket_secure, self.websocket)
-        return _pick(pair if prefer_secure else pair[::-1])
+        return _pick(u for u in (pair if prefer_secure else pair[::-1]) if _safe(u))
 
     def long_polling_base(self, *, prefer_secure: bool = True) -> str | None:
-        """The long-polling base URL, or ``None`` when the server offers none."""
+        """The long-polling base URL, or ``None`` when the server offers none; plain
+        ``http://`` only for a loopback host, as for the WebSocket."""
         pair = (self.long_polling_secure, self.long_polling)
-        return _pick(pair if prefer_secure else pair[::-1])
+        return _pick(u for u in (pair if prefer_secure else pair[::-1]) if _safe(u))
 
     def earliest_end(self) -> datetime | None:
         """When the first channel expires (``None`` when no channel says)."""
@@ -97,6 +102,20 @@ class PullConfig:
                 channels[i] = new
                 return replace(self, channels=tuple(channels))
         return replace(self, channels=(*channels, new))
+
+
+_LOOPBACK = ("localhost", "::1")
+
+
+def _safe(url: str | None) -> bool:
+    """Encrypted, or to this machine (the emulator, a local relay)."""
+    if not url:
+        return False
+    parts = urlsplit(url)
+    if parts.scheme in ("wss", "https"):
+        return True
+    host = (parts.hostname or "").lower()
+    return host in _LOOPBACK or host.startswith("127.")
 
 
 def _pick(candidates: Iterable[str | None]) -> str | None:
@@ -203,6 +222,11 @@ def parse_config(raw: Mapping[str, Any]) -> PullConfig:
         websocket_enabled=_flag(server.get("websocket_enabled"), True),
     )
     if config.websocket_base() is None and config.long_polling_base() is None:
+        if config.websocket or config.long_polling:
+            raise PullConfigError(
+                "pull config: only unencrypted ws:// / http:// addresses for a host that is "
+                "not this machine; the connector does not downgrade (the safety poll goes on)"
+            )
         raise PullConfigError("pull config: no WebSocket nor long-polling address")
     return config
 

@@ -118,7 +118,7 @@ class FakePush:
         end = now + self.channel_lifetime
         server: dict[str, Any] = {
             "version": self.version,
-            "long_pooling_secure": "http://lp.test/sub/",
+            "long_pooling_secure": "https://lp.test/sub/",
         }
         if self.websocket:
             server["websocket"] = f"ws://127.0.0.1:{self.port}/subws/"

@@ -139,20 +139,23 @@ async def test_missing_access_token_is_refreshed_first() -> None:
     assert portal.seen[-1].params["auth"] == "access-1"
 
 
-async def test_oauth_server_refusing_post_gets_get(caplog: pytest.LogCaptureFixture) -> None:
-    """A 405 to the POST refresh falls back to the documented GET; httpx's request log
-    line for that URL has its secrets masked."""
+async def test_an_oauth_server_refusing_post_is_never_sent_secrets_in_a_url(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 405 to the POST refresh is a clear stop naming B24_OAUTH_URL; no GET carrying
+    the client secret or the refresh token in its URL is ever sent or logged."""
     caplog.set_level(logging.INFO, logger="httpx")
     portal = FakePortal(expired=True, oauth_post_allowed=False)
     http, _, client = make(portal, MemoryTokens(stored()))
     async with http:
-        await client.call("crm.deal.get")
+        with pytest.raises(FatalPortalError, match="B24_OAUTH_URL"):
+            await client.call("crm.deal.get")
 
-    assert portal.refreshes == 1
-    assert any("refresh_token" in r.getMessage() for r in caplog.records)
+    assert portal.refreshes == 0
     for record in caplog.records:
         assert SECRET not in record.getMessage()
         assert "refresh-0" not in record.getMessage()
+        assert "GET" not in record.getMessage() or "oauth" not in record.getMessage()
 
 
 @pytest.mark.parametrize(

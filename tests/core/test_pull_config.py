@@ -138,14 +138,24 @@ def test_version_5_is_unsupported() -> None:
         connection_url("wss://rt/sub/", config)
 
 
-def test_secure_preferred_and_fallbacks() -> None:
-    """Secure URLs are preferred, plain ones used when alone or asked for."""
+def test_secure_preferred_and_never_downgraded_across_a_network() -> None:
+    """Secure URLs are preferred; a plain ws:// or http:// one is used only for a loopback
+    host — a server offering only plain URLs elsewhere leaves the safety poll alone."""
     config = parse_config(answer())
     assert config.websocket_base() == "wss://rt.example/subws/"
-    assert config.websocket_base(prefer_secure=False) == "ws://rt.example/subws/"
-    only_plain = parse_config(answer(websocket_secure=None, long_polling_secure=None))
-    assert only_plain.websocket_base() == "ws://rt.example/subws/"
-    assert only_plain.long_polling_base() == "http://rt.example/sub/"
+    assert config.websocket_base(prefer_secure=False) == "wss://rt.example/subws/"
+    with pytest.raises(PullConfigError, match="does not downgrade"):
+        parse_config(answer(websocket_secure=None, long_polling_secure=None))
+    local = parse_config(
+        answer(
+            websocket_secure=None,
+            long_polling_secure=None,
+            websocket="ws://127.0.0.1:8024/subws/",
+            long_polling="http://localhost:8024/sub/",
+        )
+    )
+    assert local.websocket_base() == "ws://127.0.0.1:8024/subws/"
+    assert local.long_polling_base() == "http://localhost:8024/sub/"
 
 
 def test_websocket_disabled_means_no_websocket() -> None:
