@@ -100,6 +100,7 @@ class Worker:
         self.health = health
         self.state = "starting"
         self.db_failures = 0
+        self.troubled: set[str] = set()  # tasks waiting out the portal or the database
         self.stats = WorkerStats()
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -123,8 +124,12 @@ class Worker:
             await server.start()
         try:
             return await self._run()
+        except BaseException:
+            self.state = "failed"
+            raise
         finally:
-            self.state = "stopped"
+            if self.state != "failed":
+                self.state = "stopped"
             if server is not None:
                 await server.stop()
 
@@ -165,18 +170,19 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         if self.fatal is not None:
+            self.state = "failed"
             raise self.fatal
         return self.stats
 
     def current_state(self) -> str:
-        """starting, running, degraded (Push&Pull down: polling only; or the database
-        being waited out), stopped."""
+        """starting, running, degraded (Push&Pull down: polling only; the portal or the
+        database being waited out), stopped, failed."""
         listener = self.listener
-        if (
-            self.state == "running"
-            and listener is not None
-            and listener.stats.state in ("reconnecting", "unsupported")
-        ):
+        push_down = listener is not None and listener.stats.state in (
+            "reconnecting",
+            "unsupported",
+        )
+        if self.state == "running" and (self.troubled or push_down):
             return "degraded"
         return self.state
 
@@ -230,12 +236,14 @@ class Worker:
                 self.stats.pushed.add(pushed)
                 self._count_push(pushed)
                 self.db_failures = 0
+                self.troubled.discard("push")
             except (FatalPortalError, AuthRevokedError) as exc:
                 self.fatal = exc
                 self.stop()
                 return
             except PortalError as exc:
                 self.stats.push_failures += 1
+                self.troubled.add("push")  # the portal is being waited out
                 self.metrics.failures.labels("push").inc()
                 log.warning("push failed, retrying in %.0f s: %s", self.push_interval, exc)
             except SQLAlchemyError as exc:
@@ -273,6 +281,7 @@ class Worker:
                 raise
             except PortalError as exc:
                 self.stats.failures += 1
+                self.troubled.add("drain")
                 self.metrics.failures.labels("drain").inc()
                 self.needs_resume = True
                 log.warning("drain failed, waiting for the next wake: %s", exc)
@@ -284,6 +293,7 @@ class Worker:
                 self.wake.set()
             else:
                 self.db_failures = 0
+                self.troubled.discard("drain")
 
     def _database_failed(self, task: str, exc: SQLAlchemyError) -> bool:
         """Log the database's failure in one line; False when waiting cannot mend it."""
@@ -294,7 +304,7 @@ class Worker:
             self.fatal = error
             self.stop()
             return False
-        self.state = "degraded"
+        self.troubled.add(task)
         self.db_failures += 1
         log.warning("%s waits for the database: %s", task, error.message)
         return True
@@ -303,8 +313,6 @@ class Worker:
         delay = min(10.0, 0.25 * 2 ** min(self.db_failures, 6))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), timeout=delay)
-        if not self.stopping.is_set():
-            self.state = "running"
 
     def _count_drain(self, batch: DrainStats, seconds: float) -> None:
         self.metrics.batches.observe(seconds)

@@ -129,8 +129,10 @@ async def test_a_failed_drain_is_retried_and_its_locks_resumed(worker_env: Worke
     emulator.set_faults(fail_methods={"batch": None})  # 500 until cleared
     emulator.ui_add("crm.company", {"TITLE": "Late"})
     await eventually(lambda: worker.stats.failures >= 1)
+    assert worker.current_state() == "degraded"  # what /readyz says meanwhile
     emulator.clear_faults()
     await eventually(lambda: titles(engine) == ["Late"])
+    await eventually(lambda: worker.current_state() == "running")
     worker.stop()
     await asyncio.wait_for(task, 15)
     assert emulator.queue_state() == []
