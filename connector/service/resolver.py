@@ -26,8 +26,7 @@ again as a new record; ``--ignore`` closes it and leaves the ERP row unlinked.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,14 +35,14 @@ import sqlalchemy as sa
 from connector.adapters.store.conflict_rows import DELETED_FIELD
 from connector.adapters.store.database import write_transaction
 from connector.adapters.store.erp_writer import ErpWriter
-from connector.adapters.store.outbox import HELD, PENDING, OutboxStore
+from connector.adapters.store.outbox import HELD, OutboxStore
 from connector.adapters.store.push_state import (
     erp_values,
     load_records,
     rebase_fields,
     set_value_ids,
 )
-from connector.adapters.store.tables import sync_conflict, sync_link, sync_outbox
+from connector.adapters.store.tables import sync_link, sync_outbox
 from connector.core.field_values import canonical, to_erp, to_portal
 from connector.core.merge import Split
 from connector.core.push_commands import match_value_ids, multi_changes
@@ -51,63 +50,14 @@ from connector.errors import ConfigError, RecordError
 from connector.service.drainer import Drainer
 from connector.service.holds import Holds
 from connector.service.pusher import Pusher
-
-
-@dataclass
-class Resolution:
-    conflict_id: int
-    keep: str | None = None  # portal | erp
-    fields: Sequence[str] = ()
-    values: Mapping[str, str] = field(default_factory=dict)
-    ignore: bool = False
-    by: str = ""
-
-    @property
-    def mode(self) -> str:
-        return "ignore" if self.ignore else ("value" if self.values else f"keep {self.keep}")
-
-
-@dataclass
-class Outcome:
-    conflict_id: int
-    done: bool  # False: it was not open (nothing was done)
-    message: str
-    remaining: list[str] = field(default_factory=list)
-
-
-def load_conflict(engine: sa.Engine, conflict_id: int) -> dict[str, Any]:
-    with engine.connect() as conn:
-        row = (
-            conn.execute(sa.select(sync_conflict).where(sync_conflict.c.id == conflict_id))
-            .mappings()
-            .first()
-        )
-    if row is None:
-        raise ConfigError(f"no conflict {conflict_id} (see: b24-connector conflicts list)")
-    return dict(row)
-
-
-def _choose(res: Resolution, names: list[str], m: Any) -> list[str]:
-    """The conflicted fields this resolution settles; exit 2 naming any unknown one."""
-    modes = sum([res.keep is not None, bool(res.values), res.ignore])
-    if modes != 1:
-        raise ConfigError("conflicts resolve: give exactly one of --keep, --value, --ignore")
-    asked = [f.upper() for f in (res.values if res.values else res.fields)]
-    for name in asked:
-        if name not in names:
-            raise ConfigError(
-                f"conflict {res.conflict_id} has no field {name} (fields: {', '.join(names)})"
-            )
-    if res.values and DELETED_FIELD in names:
-        raise ConfigError(
-            f"conflict {res.conflict_id} is a delete against an edit: use --keep or --ignore"
-        )
-    for name in res.values:
-        if m.field_by_portal(name) is None:
-            raise ConfigError(
-                f"--value does not apply to the multi-field {name}; use --keep portal|erp"
-            )
-    return asked or names
+from connector.service.resolution import (
+    Outcome,
+    Resolution,
+    choose_fields,
+    close_conflict,
+    load_conflict,
+    release_outbox,
+)
 
 
 class Resolver:
@@ -133,7 +83,7 @@ class Resolver:
         if m is None:
             raise ConfigError(f"conflict {res.conflict_id}: no mapping names {row['entity']}")
         names = sorted(row["fields"] or {})
-        chosen = _choose(res, names, m)
+        chosen = choose_fields(res, names, m)
         b24_id = int(row["b24_id"])
         portal = await self._read(m.entity, m.portal_codes(), b24_id)
         with self.engine.connect() as conn:
@@ -260,50 +210,9 @@ class Resolver:
                     if mf.portal in chosen:
                         found = match_value_ids(local.children.get(mf.portal, []), side[mf.portal])
                         set_value_ids(conn, self.writer, mf.table, found)
-            self._close(conn, res, row, chosen, now)
+            close_conflict(conn, res, row, chosen, now)
             self.writer.apply_many(conn, m, [(b24_id, portal, None)], now=now)
-            self._release_outbox(conn, m.entity, local.erp_key, False)
-
-    def _close(
-        self, conn: Any, res: Resolution, row: Mapping[str, Any], chosen: list[str], now: datetime
-    ) -> None:
-        remaining = {k: v for k, v in (row["fields"] or {}).items() if k not in chosen}
-        resolution = {
-            "mode": res.mode,
-            "fields": chosen,
-            "values": dict(res.values),
-            "at": now.isoformat(),
-            "by": res.by,
-        }
-        history = [*(row.get("resolution") or {}).get("steps", []), resolution]
-        values: dict[str, Any] = {"resolution": {"steps": history}}
-        if remaining:
-            values["fields"] = remaining
-        else:
-            values.update(
-                status="ignored" if res.ignore else "resolved", resolved_at=now, resolved_by=res.by
-            )
-        conn.execute(sync_conflict.update().where(sync_conflict.c.id == row["id"]).values(**values))
-
-    @staticmethod
-    def _release_outbox(conn: Any, entity: str, erp_key: str, settled: bool) -> None:
-        """Held outbox rows go back to pending (the merge sends what is still the ERP's
-        to send), or are closed when the resolution itself settled them."""
-        values: dict[str, Any] = {"locked_by": None, "locked_at": None}
-        if settled:
-            values.update(status="done", done_at=datetime.now(UTC), note="settled by resolution")
-        else:
-            values.update(status=PENDING, note="released by resolution")
-        statuses = [HELD, PENDING] if settled else [HELD]
-        conn.execute(
-            sync_outbox.update()
-            .where(
-                sync_outbox.c.entity == entity,
-                sync_outbox.c.erp_key == erp_key,
-                sync_outbox.c.status.in_(statuses),
-            )
-            .values(**values)
-        )
+            release_outbox(conn, m.entity, local.erp_key, False)
 
     def _settle_delete(
         self,
@@ -317,7 +226,7 @@ class Resolver:
         now = datetime.now(UTC)
         b24_id = int(row["b24_id"])
         with write_transaction(self.engine) as conn:
-            self._close(conn, res, row, list(row["fields"] or {}), now)
+            close_conflict(conn, res, row, list(row["fields"] or {}), now)
             if res.keep == "portal" and portal is None:
                 self.writer.apply_many(conn, m, [(b24_id, None, None)], now=now)
             elif res.keep == "erp" and local.row is not None and portal is None:
@@ -345,7 +254,7 @@ class Resolver:
                         sync_link.c.entity == m.entity, sync_link.c.b24_id == b24_id
                     )
                 )
-            self._release_outbox(conn, m.entity, local.erp_key, res.ignore)  # unlinked: stays
+            release_outbox(conn, m.entity, local.erp_key, res.ignore)  # unlinked: stays
 
     async def _settle_erp_gone(
         self,
@@ -365,7 +274,7 @@ class Resolver:
             await self.portal.call(f"{m.entity}.delete", {"id": b24_id})
         now = datetime.now(UTC)
         with write_transaction(self.engine) as conn:
-            self._close(conn, res, row, list(row["fields"] or {}), now)
+            close_conflict(conn, res, row, list(row["fields"] or {}), now)
             if res.keep == "portal":
                 conn.execute(
                     sync_link.delete().where(

@@ -15,7 +15,8 @@ from connector.service.bindings import ensure_bindings, offline_bindings
 from connector.service.drainer import Drainer
 from connector.service.holds import Holds
 from connector.service.pusher import Pusher
-from connector.service.resolver import Resolution, Resolver
+from connector.service.resolution import Resolution
+from connector.service.resolver import Resolver
 from tests.service.drain_harness import CONNECTOR, Bench, make_bench
 
 

@@ -67,7 +67,7 @@ def conflicts_list(entity: str | None, everything: bool, as_json: bool) -> None:
 def conflicts_show(conflict_id: int, as_json: bool) -> None:
     """Show one conflict: base, portal and ERP value of every field, the changed sides marked."""
     from connector.service import wiring
-    from connector.service.resolver import load_conflict
+    from connector.service.resolution import load_conflict
 
     engine = wiring.ready_engine(wiring.settings())
     try:
@@ -154,7 +154,7 @@ def conflicts_resolve(
     by: str | None,
 ) -> None:
     """Resolve a conflict, write both sides, and release the portal's held events."""
-    from connector.service.resolver import Resolution
+    from connector.service.resolution import Resolution
 
     if fields and keep is None:
         raise ConfigError("--field goes with --keep portal|erp")
