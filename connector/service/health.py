@@ -242,14 +242,35 @@ class HealthServer:
                 yield
 
         config = uvicorn.Config(
-            health_app(metrics, state), host=host, port=port, log_level="warning", lifespan="off"
+            health_app(metrics, state),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            log_config=None,  # uvicorn's records go through our handler (text or JSON)
         )
         self.server = Quiet(config)
         self.host, self.port = host, port
         self.task: asyncio.Task[None] | None = None
+        self.sock: Any = None
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self.server.serve(), name="health")
+        import socket
+
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(
+                f"cannot listen on {self.host}:{self.port} (B24_METRICS_PORT, "
+                f"B24_METRICS_HOST): {exc.strerror or exc}"
+            ) from None
+        self.port = int(sock.getsockname()[1])
+        self.sock = sock
+        self.task = asyncio.create_task(self.server.serve(sockets=[sock]), name="health")
         # uvicorn says "started" with a flag only
         while not self.server.started and not self.task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
@@ -270,3 +291,5 @@ class HealthServer:
         if self.task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self.task, timeout=5)
+        if self.sock is not None:
+            self.sock.close()

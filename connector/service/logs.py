@@ -53,5 +53,5 @@ def configure(level: int, fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "uvicorn.access", "websockets"):
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "websockets", "alembic"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

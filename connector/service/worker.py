@@ -133,10 +133,46 @@ class Worker:
             if server is not None:
                 await server.stop()
 
+    async def _start_up(self) -> None:
+        """Bindings, resume, sweep — retried while the portal or the database is away
+        (``/readyz`` says ``starting``); a failure waiting cannot mend ends the worker."""
+        failures = 0
+        while True:
+            try:
+                await ensure_bindings(self.client, self.mappings, self.connector_id)
+                self.stats.totals.add(await self.drainer.resume())
+                self.stats.totals.add(await self.holds.sweep())
+                return
+            except (RetriableError, SQLAlchemyError, StoreError) as exc:
+                if isinstance(exc, StoreError) and not exc.transient:
+                    raise
+                if isinstance(exc, SQLAlchemyError) and not store_error(exc).transient:
+                    raise store_error(exc) from exc
+                failures += 1
+                delay = min(30.0, 2.0 * failures)
+                log.warning("start-up waits %.0f s: %s", delay, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+                if self.stopping.is_set():
+                    raise asyncio.CancelledError from None
+
     async def _run(self) -> WorkerStats:
-        await ensure_bindings(self.client, self.mappings, self.connector_id)
-        self.stats.totals.add(await self.drainer.resume())
-        self.stats.totals.add(await self.holds.sweep())
+        # A stop during start-up (the portal away, retries in progress) is answered at once.
+        starting = asyncio.create_task(self._start_up(), name="start-up")
+        stopped = asyncio.create_task(self.stopping.wait())
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            return self.stats
+        stopped.cancel()
+        try:
+            starting.result()
+        except asyncio.CancelledError:
+            if self.stopping.is_set():
+                return self.stats
+            raise
         poll = SafetyPoll(self.wake, interval=self.poll_interval)
         tasks = [
             asyncio.create_task(self._supervised("safety-poll", poll.run), name="safety-poll"),
@@ -221,10 +257,14 @@ class Worker:
 
     async def _watch_queue(self, every: float = 60.0) -> None:
         while not self.stopping.is_set():
-            answer = await self.client.call("event.offline.list", {"start": 0})
-            total = getattr(answer, "total", None)
-            rows = answer.result if isinstance(answer.result, list) else []
-            self.metrics.queue_depth.set(float(total if total is not None else len(rows)))
+            try:
+                answer = await self.client.call("event.offline.list", {"start": 0})
+            except (PortalError, StoreError) as exc:  # only a metric: never worth a stop
+                log.warning("queue depth not read: %s", exc)
+            else:
+                total = getattr(answer, "total", None)
+                rows = answer.result if isinstance(answer.result, list) else []
+                self.metrics.queue_depth.set(float(total if total is not None else len(rows)))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=every)
 
@@ -246,7 +286,7 @@ class Worker:
                 self.troubled.add("push")  # the portal is being waited out
                 self.metrics.failures.labels("push").inc()
                 log.warning("push failed, retrying in %.0f s: %s", self.push_interval, exc)
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, StoreError) as exc:
                 if not self._database_failed("push", exc):
                     return
                 await self._back_off()
@@ -285,7 +325,7 @@ class Worker:
                 self.metrics.failures.labels("drain").inc()
                 self.needs_resume = True
                 log.warning("drain failed, waiting for the next wake: %s", exc)
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, StoreError) as exc:
                 self.needs_resume = True  # a batch may be reserved; resume adopts it
                 if not self._database_failed("drain", exc):
                     return
@@ -295,9 +335,9 @@ class Worker:
                 self.db_failures = 0
                 self.troubled.discard("drain")
 
-    def _database_failed(self, task: str, exc: SQLAlchemyError) -> bool:
+    def _database_failed(self, task: str, exc: SQLAlchemyError | StoreError) -> bool:
         """Log the database's failure in one line; False when waiting cannot mend it."""
-        error = store_error(exc)
+        error = exc if isinstance(exc, StoreError) else store_error(exc)
         self.metrics.failures.labels(task).inc()
         if not error.transient:
             log.error("%s stopped: %s", task, error.message)

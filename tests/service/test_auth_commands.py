@@ -209,3 +209,17 @@ def test_set_with_the_token_in_argv_warns(
     code, _, err = run(["auth", "set", "--refresh-token", REFRESH], capsys)
     assert code == 0
     assert "shell" in err and "history" in err and REFRESH not in err
+
+
+def test_a_piped_token_wins_over_b24_refresh_token(
+    database: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-authorising after invalid_grant by piping the new token must not store the old
+    one still sitting in the environment or .env."""
+    import io
+
+    monkeypatch.setenv("B24_REFRESH_TOKEN", "old-revoked")
+    monkeypatch.setattr("sys.stdin", io.StringIO("brand-new\n"))
+    assert run(["auth", "set"], capsys)[0] == 0
+    tokens = stored(database).load()
+    assert tokens is not None and tokens.refresh_token == "brand-new"

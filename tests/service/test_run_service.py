@@ -163,3 +163,20 @@ def test_status_with_the_portal_down_answers_quickly_and_says_why(tmp_path: Path
     assert "portal         unreachable:" in done.stdout
     assert "outbox         0 pending" in done.stdout
     assert took < 10, took  # generous: the process start is most of it; measured ≈ 1.5 s
+
+
+async def test_a_metrics_port_in_use_is_a_one_line_configuration_error() -> None:
+    """Another process holds B24_METRICS_PORT: exit-2 material naming it, not uvicorn's
+    traceback."""
+    import pytest
+
+    from connector.errors import ConfigError
+    from connector.service.health import HealthServer, Metrics
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = int(taken.getsockname()[1])
+        server = HealthServer(Metrics(), lambda: "running", "127.0.0.1", port)
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+            await server.start()

@@ -270,3 +270,27 @@ async def test_a_task_that_dies_of_a_bug_stops_the_worker_naming_it(
     )
     with pytest.raises(ConnectorError, match="pusher died: KeyError"):
         await asyncio.wait_for(worker.run(), 15)
+
+
+async def test_a_portal_away_at_start_up_is_waited_for_and_a_stop_is_immediate(
+    tmp_path: Path,
+) -> None:
+    """Nothing listens at the portal's address when the worker starts: it stays in
+    "starting" (retrying), and a stop request ends it at once, cleanly."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    engine = make_engine(f"sqlite:///{tmp_path}/c.db")
+    migrate.upgrade(engine)
+    async with httpx.AsyncClient() as http:
+        client = RestClient(http, f"{dead}/rest/", connector_id=CONNECTOR, auth=StaticToken("t"))
+        worker = Worker(client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR)
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(1.0)
+        assert not task.done() and worker.current_state() == "starting"
+        worker.stop()
+        stats = await asyncio.wait_for(task, 5)
+    assert stats.drains == 0
+    engine.dispose()

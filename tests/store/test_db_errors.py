@@ -86,3 +86,27 @@ def test_the_cli_says_why_in_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         "error: the database in B24_DATABASE_URL failed: connection refused (OperationalError)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("driver_says", "expected", "transient"),
+    [
+        ("FATAL:  the database system is shutting down", "the server is restarting", True),
+        ("FATAL:  sorry, too many clients already", "no connection to spare", True),
+        ('FATAL:  too many connections for role "b24"', "no connection to spare", True),
+        ("failed to resolve host 'db': Name or service not known", "does not resolve", True),
+        (
+            "(1226, \"User 'b24' has exceeded the 'max_user_connections' resource\")",
+            "no connection to spare",
+            True,
+        ),
+        ('FATAL:  role "nobody" does not exist', "authentication failed", False),
+        ('relation "sync_journal" does not exist', "a table is missing", False),
+        ("could not serialize access due to concurrent update", "cut short", True),
+    ],
+)
+def test_driver_messages_map_to_a_reason(driver_says: str, expected: str, transient: bool) -> None:
+    """What psycopg, PyMySQL and sqlite3 say, as the worker needs it: why, and whether to wait."""
+    error = store_error(sa.exc.OperationalError("SELECT 1", {}, Exception(driver_says)))
+    assert expected in error.message
+    assert error.transient is transient

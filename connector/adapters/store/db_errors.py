@@ -2,56 +2,76 @@
 
 The driver's message says what happened; the operator needs one line naming it — refused,
 missing database, authentication, locked, read-only, disk full — not a traceback.
-:func:`is_transient` tells the worker which ones to wait out.
+:func:`is_transient` tells the worker which ones to wait out. Messages are matched as
+psycopg 3, PyMySQL and sqlite3 word them; the order matters (first match wins).
 """
 
 from __future__ import annotations
+
+import re
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from connector.errors import StoreError
 
-_REASONS: tuple[tuple[tuple[str, ...], str, bool], ...] = (
-    (("connection refused", "can't connect", "could not connect"), "connection refused", True),
+_PATTERNS: tuple[tuple[str, str, bool], ...] = (
     (
-        (
-            "terminating connection",
-            "server closed the connection",
-            "lost connection",
-            "connection reset",
-            "gone away",
-            "adminshutdown",
-            "broken pipe",
-        ),
-        "the connection was cut",
-        True,
-    ),
-    (("database is locked", "lock wait timeout", "deadlock"), "the database is locked", True),
-    (
-        ("authentication failed", "access denied", 'role "', "password"),
+        r'role "[^"]*" does not exist|authentication failed|access denied|password',
         "authentication failed",
         False,
     ),
     (
-        ("does not exist", "unknown database", "unable to open database"),
-        "the database does not exist",
+        r"(relation|table) \S+ does(n't| not) exist|no such table",
+        "a table is missing (run db upgrade)",
         False,
     ),
-    (("readonly", "read-only", "read only"), "the database is read-only", False),
     (
-        ("disk is full", "no space left", "disk full", "database or disk is full"),
-        "the disk is full",
+        r"too many (clients|connections)|max_user_connections",
+        "the server has no connection to spare",
         True,
     ),
-    (("timeout", "timed out"), "the database did not answer in time", True),
+    (
+        r"shutting down|starting up|in recovery mode|cannot connect now",
+        "the server is restarting",
+        True,
+    ),
+    (
+        r"failed to resolve host|name or service not known|nodename nor servname"
+        r"|temporary failure in name resolution|unknown mysql server host",
+        "the host name does not resolve",
+        True,
+    ),
+    (r"connection refused|can't connect|could not connect", "connection refused", True),
+    (
+        r"terminating connection|server closed the connection|lost connection|connection reset"
+        r"|gone away|adminshutdown|broken pipe",
+        "the connection was cut",
+        True,
+    ),
+    (r"database is locked|lock wait timeout|deadlock", "the database is locked", True),
+    (
+        r"could not serialize|serialization failure|canceling statement|max_statement_time"
+        r"|query execution was interrupted",
+        "the statement was cut short",
+        True,
+    ),
+    (r"does not exist|unknown database", "the database does not exist", False),
+    (
+        r"unable to open database",
+        "the database file cannot be opened (does its folder exist?)",
+        False,
+    ),
+    (r"readonly|read-only|read only", "the database is read-only", False),
+    (r"disk is full|no space left|disk full", "the disk is full", True),
+    (r"timeout|timed out", "the database did not answer in time", True),
 )
 
 
 def reason(exc: BaseException) -> tuple[str, bool]:
     """(what happened, whether waiting may mend it) for a database exception."""
     text = str(getattr(exc, "orig", None) or exc).lower()
-    for needles, what, transient in _REASONS:
-        if any(n in text for n in needles):
+    for pattern, what, transient in _PATTERNS:
+        if re.search(pattern, text):
             return what, transient
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return "the connection was cut", True

@@ -60,7 +60,9 @@ def require_head(engine: Engine) -> None:
     try:
         current = current_revision(engine)
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read the database: {type(exc).__name__}") from exc
+        from connector.adapters.store.db_errors import store_error
+
+        raise store_error(exc, what="reading the database (B24_DATABASE_URL)") from exc
     if current != head_revision():
         raise SchemaOutOfDate(
             f"database schema is at {current or 'nothing'}, expected {head_revision()}; "

@@ -17,9 +17,9 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from connector.adapters.store.database import lock_for_write
+from connector.adapters.store.db_errors import store_error
 from connector.adapters.store.tables import sync_rate_bucket
 from connector.core.rate_bucket import BucketProfile, BucketState, penalize, reserve
-from connector.errors import StoreError
 
 __all__ = ["SqlBucketLedger", "ledger_for"]
 
@@ -83,9 +83,9 @@ class SqlBucketLedger:
                 return
             except (IntegrityError, OperationalError) as exc:
                 if attempt == 2:
-                    raise StoreError(f"shared rate bucket failed: {type(exc).__name__}") from exc
+                    raise store_error(exc, what="the shared rate bucket") from exc
             except SQLAlchemyError as exc:
-                raise StoreError(f"shared rate bucket failed: {type(exc).__name__}") from exc
+                raise store_error(exc, what="the shared rate bucket") from exc
 
     def _read(self, conn: Connection, *, lock: bool) -> BucketState | None:
         query = select(sync_rate_bucket).where(sync_rate_bucket.c.portal == self.portal)

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.adapters.store.database import lock_for_write
+from connector.adapters.store.db_errors import store_error
 from connector.adapters.store.tables import sync_token
 from connector.core.oauth_tokens import TokenSet
 from connector.core.portal_answers import AUTH_SET_HINT
@@ -53,7 +54,7 @@ class TokenStore:
                     select(sync_token).where(sync_token.c.portal == self.portal)
                 ).first()
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read tokens: {type(exc).__name__}") from exc
+            raise store_error(exc, what="reading the tokens") from exc
         return None if row is None else _from_row(row._mapping)
 
     def save(self, tokens: TokenSet) -> TokenSet:
@@ -76,7 +77,7 @@ class TokenStore:
                     )
                 conn.commit()
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot store tokens: {type(exc).__name__}") from exc
+            raise store_error(exc, what="storing the tokens") from exc
         return stored
 
     def rotate(self, seen_generation: int, exchange: Exchange) -> TokenSet:
@@ -109,9 +110,11 @@ class TokenStore:
                 )
                 conn.commit()
         except SQLAlchemyError as exc:
+            failed = store_error(exc, what="storing the rotated tokens")
             raise StoreError(
-                f"cannot store the rotated tokens ({type(exc).__name__}); if the refresh "
-                f"went through, the new pair is lost: {AUTH_SET_HINT}"
+                f"{failed.message}; if the refresh went through, the new pair is lost: "
+                f"{AUTH_SET_HINT}",
+                transient=False,
             ) from exc
         log.info("oauth.refreshed", extra={"oauth.generation": fresh.generation})
         return fresh

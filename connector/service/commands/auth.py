@@ -31,13 +31,16 @@ def auth() -> None:
 def _refresh_token(given: str | None, path: Path | None, cfg: Any) -> str:
     """The refresh token from stdin (``-`` or a pipe), a file, B24_REFRESH_TOKEN, or argv —
     the last with a warning: argv is visible to other users and kept in shell history."""
-    if given == "-" or (given is None and path is None and cfg.refresh_token is None):
-        if given is None and sys.stdin.isatty():
-            raise ConfigError(
-                "auth set: give the refresh token on stdin, with --refresh-token-file F, "
-                "or in B24_REFRESH_TOKEN"
-            )
-        token = sys.stdin.read()
+    piped = None
+    if given == "-" or (given is None and path is None and not sys.stdin.isatty()):
+        piped = sys.stdin.read()  # what is piped in wins over B24_REFRESH_TOKEN
+    if given == "-" or (piped and piped.strip()):
+        token = piped or ""
+    elif given is None and path is None and cfg.refresh_token is None:
+        raise ConfigError(
+            "auth set: give the refresh token on stdin, with --refresh-token-file F, "
+            "or in B24_REFRESH_TOKEN"
+        )
     elif given is not None:
         click.echo(
             "warning: a token in argv is visible in the process list and your shell "
