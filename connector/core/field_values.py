@@ -127,5 +127,20 @@ def canonical(fm: FieldMapping, value: ErpValue) -> ErpValue:
     return value
 
 
+def erp_canonical(fm: FieldMapping, value: ErpValue, *, entity: str, record_id: object) -> ErpValue:
+    """:func:`canonical` of a value read from the ERP's own column, which the ERP may have
+    filled with anything its database let it (SQLite stores text in a NUMERIC column):
+    a value that is not of the field's type is a :class:`RecordError` naming the field."""
+    try:
+        return canonical(fm, value)
+    except (ArithmeticError, ValueError, TypeError):
+        raise RecordError(
+            f"the ERP column {fm.column} holds {str(value)[:40]!r}, not a {fm.type.value}",
+            entity=entity,
+            record_id=_rid(record_id),
+            field=fm.portal,
+        ) from None
+
+
 def _rid(record_id: object) -> str | int | None:
     return record_id if isinstance(record_id, (str, int)) or record_id is None else str(record_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -352,3 +353,26 @@ async def test_a_first_phone_added_in_the_erp_reaches_the_portal(rig: Rig) -> No
     b24_id = rig.one("SELECT b24_id FROM erp_company WHERE id = :k", k=key)
     [phone] = rig.portal(b24_id)["PHONE"]
     assert rig.one("SELECT b24_value_id FROM erp_company_phone") == int(phone["ID"])
+
+
+async def test_a_value_the_erp_column_should_not_hold_fails_that_record_only(
+    tmp_path: Path,
+) -> None:
+    """SQLite lets the ERP write text into the NUMERIC revenue column (PostgreSQL and
+    MariaDB refuse it themselves): that record's push fails naming the field and the
+    column; the other record is pushed; nothing crashes."""
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    bench = await make_bench(url)
+    rig = Rig(bench, sa.create_engine(url))
+    bad = _new_company(rig, "Bad revenue")
+    good = _new_company(rig, "Good")
+    rig.sql("UPDATE erp_company SET revenue = 'abc' WHERE id = :k", k=bad)
+    stats = await rig.pusher().push_until_empty()
+    assert (stats.added, stats.failed) == (1, 1)
+    [failed] = rig.outbox("failed")
+    assert failed["erp_key"] == bad
+    assert "REVENUE" in failed["last_error"] and "revenue" in failed["last_error"]
+    assert rig.one("SELECT b24_id FROM erp_company WHERE id = :k", k=good) is not None
+    rig.erp.dispose()
+    await bench.http.aclose()
+    bench.engine.dispose()

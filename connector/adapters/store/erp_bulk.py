@@ -32,7 +32,7 @@ from connector.adapters.store.conflict_rows import (
 )
 from connector.adapters.store.erp_tables import MULTI_OWNER, MULTI_TYPE, MULTI_VALUE, MULTI_VALUE_ID
 from connector.adapters.store.tables import sync_conflict, sync_link
-from connector.core.field_values import canonical
+from connector.core.field_values import erp_canonical
 from connector.core.mapping_model import DeletePolicy, EntityMapping
 from connector.core.merge import FieldRule, MergeResult, merge_record
 from connector.core.multi_merge import ErpValue, child_ops, wanted_from
@@ -234,13 +234,27 @@ def _apply_chunk(
             outcomes[i] = ApplyOutcome(m.entity, b24_id, "error", error=err)
             continue
         row = rows.get(b24_id)
+        try:
+            erp_plain = (
+                {
+                    fm.portal: erp_canonical(
+                        fm, row[fm.column], entity=m.entity, record_id=row[m.key]
+                    )
+                    for fm in m.fields
+                }
+                if row is not None
+                else None
+            )
+        except RecordError as err:
+            outcomes[i] = ApplyOutcome(m.entity, b24_id, "error", error=err)
+            continue
         portal_cmp = {
             k: (writer._multi_key(v) if isinstance(v, dict) else v) for k, v in side.items()
         }
         erp_cmp: dict[str, Any] | None = None
         multi: dict[str, Any] = {}
         if row is not None:
-            erp_cmp = {fm.portal: canonical(fm, row[fm.column]) for fm in m.fields}
+            erp_cmp = dict(erp_plain or {})
             for mf in m.multifields:
                 existing = _erp_values(children[mf.table].get(row[m.key], []))
                 erp_cmp[mf.portal] = tuple(sorted(v.pair for v in existing))

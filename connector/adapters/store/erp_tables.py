@@ -8,6 +8,8 @@ value ID. No connector bookkeeping lives here; that is in the ``sync_`` tables.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -24,7 +26,8 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from connector.adapters.store.tables import NAMING
 from connector.core.mapping_model import (
@@ -44,6 +47,26 @@ MULTI_TYPE = "value_type"
 MULTI_VALUE = "value"
 
 
+class LenientNumeric(TypeDecorator[Any]):
+    """NUMERIC, but a value the ERP stored that is not a number comes back as it is
+    (SQLite lets the ERP write text into a NUMERIC column) instead of failing the whole
+    read: the merge then names the record and field (``erp_canonical``)."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any]:
+        def lenient(value: Any) -> Any:
+            if value is None or isinstance(value, Decimal):
+                return value
+            try:
+                return Decimal(str(value))
+            except ArithmeticError:
+                return value
+
+        return lenient
+
+
 def column_type(fm: FieldMapping) -> TypeEngine[Any]:
     """The SQL type that holds every valid value of ``fm``."""
     if fm.type is FieldType.STRING:
@@ -53,7 +76,7 @@ def column_type(fm: FieldMapping) -> TypeEngine[Any]:
     if fm.type is FieldType.INTEGER:
         return BigInteger()
     if fm.type is FieldType.DECIMAL:
-        return Numeric(fm.precision, fm.scale)
+        return LenientNumeric(fm.precision, fm.scale)
     if fm.type is FieldType.BOOLEAN:
         return Boolean()
     if fm.type is FieldType.DATE:

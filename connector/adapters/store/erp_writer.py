@@ -35,7 +35,7 @@ from connector.adapters.store.erp_tables import (
     erp_metadata,
 )
 from connector.adapters.store.tables import sync_conflict, sync_link, sync_record_error
-from connector.core.field_values import canonical, to_erp, to_portal
+from connector.core.field_values import canonical, erp_canonical, to_erp, to_portal
 from connector.core.mapping_model import DeletePolicy, EntityMapping, FieldMapping, MappingSet
 from connector.core.merge import FieldRule, MergeResult, Split, merge_record
 from connector.core.multi_merge import ErpValue, child_ops, wanted_from
@@ -190,7 +190,10 @@ class ErpWriter:
         erp_cmp: dict[str, Any] | None = None
         multi: dict[str, Any] = {}
         if row is not None:
-            erp_cmp = {fm.portal: canonical(fm, row[fm.column]) for fm in m.fields}
+            erp_cmp = {
+                fm.portal: erp_canonical(fm, row[fm.column], entity=m.entity, record_id=row[m.key])
+                for fm in m.fields
+            }
             for mf in m.multifields:
                 rows = self._read_multi(conn, mf.table, row[m.key])
                 erp_cmp[mf.portal] = tuple(sorted(r.pair for r in rows))

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 from connector.adapters.store.erp_tables import MULTI_OWNER, MULTI_TYPE, MULTI_VALUE, MULTI_VALUE_ID
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.tables import sync_conflict, sync_link
-from connector.core.field_values import canonical
+from connector.core.field_values import erp_canonical
 from connector.core.mapping_model import EntityMapping
 from connector.core.merge import MergeResult
 from connector.core.push_commands import ChildRow
@@ -119,7 +119,12 @@ def load_records(
 def erp_values(m: EntityMapping, record: LocalRecord) -> dict[str, Any]:
     """The ERP row in merge form: canonical field values and multi-fields as value pairs."""
     assert record.row is not None
-    values: dict[str, Any] = {fm.portal: canonical(fm, record.row[fm.column]) for fm in m.fields}
+    values: dict[str, Any] = {
+        fm.portal: erp_canonical(
+            fm, record.row[fm.column], entity=m.entity, record_id=record.row[m.key]
+        )
+        for fm in m.fields
+    }
     for mf in m.multifields:
         rows = record.children.get(mf.portal, [])
         values[mf.portal] = tuple(sorted((r.value_type, r.value) for r in rows))
