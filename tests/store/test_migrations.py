@@ -58,3 +58,30 @@ def test_require_head_names_the_fix(db_url: str) -> None:
         migrate.require_head(engine)
     finally:
         engine.dispose()
+
+
+def test_the_shared_rate_bucket_keeps_sub_second_times(db_url: str) -> None:
+    """unix seconds survive the round trip on every backend (MariaDB's single FLOAT
+    rounded them to about a minute, and every process then waited on a phantom bucket)."""
+    import time
+
+    import sqlalchemy as sa
+
+    from connector.adapters.store.tables import sync_rate_bucket
+
+    engine = make_engine(db_url)
+    try:
+        migrate.upgrade(engine)
+        now = time.time()
+        with engine.begin() as conn:
+            conn.execute(
+                sync_rate_bucket.insert().values(
+                    portal="p", level=12.25, updated_at=now, slowdown_until=now + 0.5
+                )
+            )
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(sync_rate_bucket)).one()
+        assert abs(row.updated_at - now) < 0.01 and abs(row.slowdown_until - now - 0.5) < 0.01
+        assert row.level == 12.25
+    finally:
+        engine.dispose()

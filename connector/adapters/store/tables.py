@@ -13,7 +13,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    Float,
+    Double,
     Index,
     Integer,
     MetaData,
@@ -63,15 +63,15 @@ sync_rate_bucket = Table(
     "sync_rate_bucket",
     metadata,
     Column("portal", String(255), primary_key=True),
-    Column("level", Float, nullable=False, server_default="0"),
+    Column("level", Double, nullable=False, server_default="0"),
     Column(
         "updated_at",
-        Float,
+        Double,
         nullable=False,
         server_default="0",
         comment="unix seconds of the last leak computation",
     ),
-    Column("slowdown_until", Float, nullable=False, server_default="0"),
+    Column("slowdown_until", Double, nullable=False, server_default="0"),
     comment="the shared client-side leaky bucket when several workers share a database",
 )
 
