@@ -46,7 +46,7 @@ __all__ = [
 DEFAULT_OPERATING_WAIT_S = 60.0
 """Wait after ``OPERATION_TIME_LIMIT`` when no ``operating_reset_at`` is known (one basket)."""
 
-AUTH_SET_HINT = "run: b24-connector auth set --refresh-token <token>"
+AUTH_SET_HINT = "run: b24-connector auth set < token.txt (or --refresh-token-file F)"
 
 _REFRESH = frozenset({"expired_token", "invalid_token", "no_auth_found"})
 _RETRY = frozenset(

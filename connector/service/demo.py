@@ -248,13 +248,16 @@ async def run_demo(
                     return report
                 say(
                     f"Look inside: sqlite3 {db_path} 'select b24_id, title, comments from "
-                    "erp_company limit 5'  ·  try: b24-connector status, outbox list, "
-                    "conflicts list --all (with the variables below)"
+                    "erp_company limit 5'"
                 )
-                for name, value in env.items():
-                    if name.startswith("B24_") and name != "B24_CLIENT_SECRET":
-                        say(f"   export {name}={value}")
                 if keep_running is not None:
+                    say(
+                        "Try the CLI against the running emulator (a throwaway demo app): "
+                        "b24-connector status, outbox list, conflicts list --all, with"
+                    )
+                    for name, value in env.items():
+                        if name.startswith("B24_"):
+                            say(f"   export {name}={value}")
                     say("The emulator keeps running; Ctrl-C stops it.")
                     await keep_running()
         finally:

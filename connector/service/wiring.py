@@ -107,9 +107,7 @@ async def portal_session(
     tokens = TokenStore(engine, host)
     stored = await asyncio.to_thread(tokens.load)
     if stored is None:
-        raise ConfigError(
-            f"no tokens stored for {host}; run: b24-connector auth set --refresh-token T"
-        )
+        raise ConfigError(f"no tokens stored for {host}; run: b24-connector auth set < token.txt")
     profile = BucketProfile(rate=cfg.rate_limit, burst=cfg.rate_burst)
     shared = engine.dialect.name != "sqlite"
     governor = RateGovernor(profile, ledger=SqlBucketLedger(engine, host) if shared else None)

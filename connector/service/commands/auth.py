@@ -131,9 +131,7 @@ def auth_status(as_json: bool) -> None:
     finally:
         engine.dispose()
     if tokens is None:
-        raise ConfigError(
-            f"no tokens stored for {host}; run: b24-connector auth set --refresh-token T"
-        )
+        raise ConfigError(f"no tokens stored for {host}; run: b24-connector auth set < token.txt")
     report = describe(tokens, datetime.now(UTC))
     if as_json:
         emit_json(report)

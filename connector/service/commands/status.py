@@ -129,13 +129,15 @@ def status(as_json: bool, local: bool) -> None:
     if token["stored"]:
         click.echo(
             f"tokens         {token['portal']}: issued {token['age_s']} s ago, "
-            f"access expires {token['expires_at']}, scope {token['scope']}"
+            f"access expires {token['expires_at'] or '- (refreshed on first use)'}, "
+            f"scope {token['scope'] or '-'}"
         )
     else:
-        click.echo("tokens         none stored (b24-connector auth set --refresh-token T)")
+        click.echo("tokens         none stored (b24-connector auth set < token.txt)")
     portal = report.get("portal")
     if portal is not None and portal["reachable"]:
-        click.echo(f"bindings       {len(portal['bindings'])}: {', '.join(portal['bindings'])}")
+        names = ", ".join(portal["bindings"]) or "none (the next run or sync binds them)"
+        click.echo(f"bindings       {len(portal['bindings'])}: {names}")
         click.echo(f"queue depth    {portal['queue_depth']}")
     elif portal is not None:
         click.echo(f"portal         unreachable: {portal['error']}")
