@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -67,11 +67,15 @@ class DrainStats:
     bad: int = 0
     resumed: int = 0
     lag_s: float = 0.0  # age of the oldest portal change a batch took (the largest seen)
+    by_entity: dict[str, int] = field(default_factory=dict)  # records applied, per entity
 
     def add(self, other: DrainStats) -> None:
         for name in vars(self):
             if name == "lag_s":
                 self.lag_s = max(self.lag_s, other.lag_s)
+            elif name == "by_entity":
+                for entity, n in other.by_entity.items():
+                    self.by_entity[entity] = self.by_entity.get(entity, 0) + n
             else:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -282,6 +286,7 @@ class Drainer:
                         ]
                     else:
                         setattr(stats, outcome.action, getattr(stats, outcome.action) + 1)
+                        stats.by_entity[entity] = stats.by_entity.get(entity, 0) + 1
             self.journal.mark_applied(conn, process_id, sorted(set(flagged)))
         return stats, sorted(set(flagged))
 

@@ -51,6 +51,12 @@ class Metrics:
             ["direction", "outcome"],
             registry=self.registry,
         )
+        self.entities = Counter(
+            "b24_entity_records_synced",
+            "Records written, by entity and direction",
+            ["entity", "direction"],
+            registry=self.registry,
+        )
         self.batches = Histogram(
             "b24_drain_batch_seconds",
             "Duration of one drain batch (reserve, fetch, apply, clear)",

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,10 +64,15 @@ class PushStats:
     failed: int = 0
     held: int = 0
     retry_later: int = 0
+    by_entity: dict[str, int] = field(default_factory=dict)  # records written, per entity
 
     def add(self, other: PushStats) -> None:
         for name in vars(self):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            if name == "by_entity":
+                for entity, n in other.by_entity.items():
+                    self.by_entity[entity] = self.by_entity.get(entity, 0) + n
+            else:
+                setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 class Pusher:
@@ -345,12 +350,14 @@ def _count(stats: PushStats, plan: PushPlan) -> None:
         stats.retry_later += 1
     elif plan.command is None:
         stats.unchanged += 1
-    elif plan.kind == "add":
-        stats.added += 1
-    elif plan.kind == "delete":
-        stats.deleted += 1
     else:
-        stats.updated += 1
+        if plan.kind == "add":
+            stats.added += 1
+        elif plan.kind == "delete":
+            stats.deleted += 1
+        else:
+            stats.updated += 1
+        stats.by_entity[plan.rec.entity] = stats.by_entity.get(plan.rec.entity, 0) + 1
 
 
 def _chunks_for(plans: list[PushPlan]) -> list[list[PushPlan]]:

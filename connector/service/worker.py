@@ -357,6 +357,8 @@ class Worker:
     def _count_drain(self, batch: DrainStats, seconds: float) -> None:
         self.metrics.batches.observe(seconds)
         self.metrics.drain_lag.set(batch.lag_s)
+        for entity, n in batch.by_entity.items():
+            self.metrics.entities.labels(entity, "to_erp").inc(n)
         for outcome in ("inserted", "updated", "deleted", "unchanged", "conflicts", "bad"):
             if getattr(batch, outcome):
                 self.metrics.synced.labels("to_erp", outcome).inc(getattr(batch, outcome))
@@ -377,6 +379,8 @@ class Worker:
         if not pushed.records:
             return
         self.metrics.push_rounds.inc()
+        for entity, n in pushed.by_entity.items():
+            self.metrics.entities.labels(entity, "to_portal").inc(n)
         for outcome in ("added", "updated", "deleted", "unchanged", "held", "failed"):
             if getattr(pushed, outcome):
                 self.metrics.synced.labels("to_portal", outcome).inc(getattr(pushed, outcome))

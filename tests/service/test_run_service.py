@@ -120,6 +120,7 @@ def test_run_serves_health_and_metrics_and_stops_clean(
         "b24_queue_depth",
     } <= names, names
     assert 'b24_rest_requests_total{method="batch",outcome="ok"}' in text
+    assert 'b24_entity_records_synced_total{direction="to_erp",entity="crm.company"}' in text
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any(line["message"] == "drain.batch" and line["records"] >= 1 for line in lines)
     assert any(line["message"] == "push.round" and line["added"] == 1 for line in lines)
