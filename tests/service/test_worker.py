@@ -105,8 +105,11 @@ async def test_without_push_the_safety_poll_drains(worker_env: WorkerEnv) -> Non
     )
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(worker.ready.wait(), 15)
+    await eventually(lambda: worker.stats.drains >= 1)  # the start-up wake is spent
+    wakes = worker.stats.wakes
     emulator.ui_add("crm.company", {"TITLE": "Polled"})
     await eventually(lambda: titles(engine) == ["Polled"])
+    assert worker.stats.wakes > wakes  # a later wake — the poll's, nothing else wakes it
     worker.stop()
     await asyncio.wait_for(task, 15)
 
