@@ -20,6 +20,9 @@ from tests.service.test_sync_command import cli, served, setup_connector
 
 __all__ = ["served"]
 
+# The workflow is the CLI's; the SQL under it is tested per server elsewhere.
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 
 class Story:
     def __init__(self, emulator: Emulator, db_url: str, env: dict[str, str], cwd: Path) -> None:
