@@ -23,7 +23,7 @@ from connector.adapters.rate_governor import RateGovernor
 from connector.adapters.rest_client import RestClient, RetryPolicy
 from connector.adapters.store.database import make_engine
 from connector.adapters.store.erp_writer import ErpWriter
-from connector.adapters.store.rate_ledger import SqlBucketLedger
+from connector.adapters.store.rate_ledger import ledger_for
 from connector.adapters.store.tokens import TokenStore
 from connector.core.mapping_model import MappingSet
 from connector.core.rate_bucket import BucketProfile
@@ -100,7 +100,7 @@ async def portal_session(
     observer: Callable[[str, str], None] | None = None,
 ) -> AsyncIterator[PortalSession]:
     """A REST client for ``B24_PORTAL_URL``: OAuth from ``sync_token``, the rate governor
-    (its bucket in the database when it is shared: PostgreSQL or MariaDB), and
+    (its bucket in ``sync_rate_bucket``, shared by every process on this database), and
     ``auth_connector`` = ``B24_CONNECTOR_ID`` on every call."""
     portal_url, client_id, secret = cfg.require_portal()
     host = portal_host(cfg)
@@ -109,8 +109,7 @@ async def portal_session(
     if stored is None:
         raise ConfigError(f"no tokens stored for {host}; run: b24-connector auth set < token.txt")
     profile = BucketProfile(rate=cfg.rate_limit, burst=cfg.rate_burst)
-    shared = engine.dialect.name != "sqlite"
-    governor = RateGovernor(profile, ledger=SqlBucketLedger(engine, host) if shared else None)
+    governor = RateGovernor(profile, ledger=ledger_for(engine, host))  # persisted, shared
     # quick: a look for an operator (status), not work: one try, a short timeout
     timeout = httpx.Timeout(1.5, connect=1.0) if quick else httpx.Timeout(30.0, connect=10.0)
     async with httpx.AsyncClient(timeout=timeout) as http:

@@ -151,14 +151,16 @@ def test_shared_ledger_penalty_is_seen_by_all(engine: Engine) -> None:
     )
 
 
-def test_ledger_choice_follows_the_backend(engine: Engine) -> None:
-    """SQLite keeps the bucket in memory; server databases share it through the table."""
-    chosen = ledger_for(engine, "p.example")
+def test_the_bucket_survives_a_restart_on_every_backend(engine: Engine) -> None:
+    """SQLite included: a new process (a new ledger) goes on from the level the last one
+    left, instead of an empty bucket that would overrun the portal's."""
+    before = ledger_for(engine, "p.example")
+    for _ in range(40):
+        before.reserve(1000.0, PROFILE)
+    after = ledger_for(engine, "p.example")  # "restarted" a moment later
 
-    if engine.dialect.name == "sqlite":
-        assert chosen is None
-    else:
-        assert isinstance(chosen, SqlBucketLedger)
+    assert isinstance(after, SqlBucketLedger)
+    assert after.reserve(1000.1, PROFILE) > 0.0  # it waits: the bucket is still full
 
 
 async def test_governor_on_shared_ledger(engine: Engine) -> None:
@@ -196,7 +198,7 @@ def test_memory_ledger_state() -> None:
 def test_chosen_ledger_counts_exactly_under_concurrent_use(engine: Engine) -> None:
     """Eight threads booking at once on a fresh portal (racing to create its row) lose no
     booking, with the ledger each backend uses and with the SQL ledger itself."""
-    chosen = ledger_for(engine, "fresh.example") or MemoryLedger()
+    chosen = ledger_for(engine, "fresh.example")
     sql = SqlBucketLedger(engine, "sql.example")
 
     def book(ledger: SqlBucketLedger | MemoryLedger) -> None:

@@ -4,9 +4,8 @@ Several workers behind one IP share the portal's bucket, so on PostgreSQL and Ma
 they share our mirror of it too: each reservation locks the portal's row
 (``SELECT … FOR UPDATE``), applies :func:`connector.core.rate_bucket.reserve` and writes
 the new level back in the same short transaction. Time is wall-clock unix seconds, the
-same in every process. On SQLite one worker owns the database; :func:`ledger_for`
-returns ``None`` there and the governor keeps its bucket in memory (the ledger still
-works on SQLite, under ``BEGIN IMMEDIATE``, should several processes share one file).
+same in every process. On SQLite the same row is booked under ``BEGIN IMMEDIATE``, so
+processes sharing one file (a restart, ``run`` beside ``backfill``) share the bucket too.
 """
 
 from __future__ import annotations
@@ -97,8 +96,8 @@ class SqlBucketLedger:
         return BucketState(float(row.level), float(row.updated_at), float(row.slowdown_until))
 
 
-def ledger_for(engine: Engine, portal: str) -> SqlBucketLedger | None:
-    """The shared ledger for server databases; ``None`` for SQLite (keep it in memory)."""
-    if engine.dialect.name == "sqlite":
-        return None
+def ledger_for(engine: Engine, portal: str) -> SqlBucketLedger:
+    """The ledger on every backend, SQLite included: a restarted process, and ``run``,
+    ``backfill`` and ``sync --once`` side by side, go on from the bucket as it is instead
+    of an empty one (which drew 503s from a portal whose real bucket was full)."""
     return SqlBucketLedger(engine, portal)
