@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     refresh_token: SecretStr | None = Field(
         default=None, description="auth set: the refresh token (instead of stdin or argv)"
     )
+    secret_key: SecretStr | None = Field(
+        default=None, description="Key sealing the tokens in sync_token (Fernet key or passphrase)"
+    )
+    secret_key_file: Path | None = Field(
+        default=None, description="File holding that key (default: beside the SQLite file)"
+    )
     oauth_url: str = Field(default=DEFAULT_OAUTH_URL, description="OAuth server base URL")
     connector_id: str = Field(default="b24connector", description="auth_connector key")
     database_url: str = Field(default=DEFAULT_DATABASE_URL, description="SQLAlchemy URL")

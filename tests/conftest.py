@@ -24,6 +24,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("db_backend", backends, indirect=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _key_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Key files for sealed tokens of server databases go to a temporary config folder
+    (subprocesses inherit it), not to the home directory of whoever runs the suite."""
+    saved = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_CONFIG_HOME", None)
+    else:
+        os.environ["XDG_CONFIG_HOME"] = saved
+
+
 @pytest.fixture(scope="session")
 def _server_databases() -> Iterator[dict[str, ServerDatabase]]:
     made: dict[str, ServerDatabase] = {}

@@ -78,7 +78,6 @@ async def run_demo(
     """Run the demo in ``workdir`` (its SQLite file stays there); return what happened."""
     from connector.adapters.store import migrate
     from connector.adapters.store.erp_schema import sync_erp_schema
-    from connector.adapters.store.tokens import TokenStore
     from connector.core.oauth_tokens import parse_token_answer
     from connector.emulator.app import Emulator
     from connector.emulator.server import ServerThread
@@ -115,7 +114,9 @@ async def run_demo(
             created = sync_erp_schema(engine, mappings).created_tables
             say(f"2. db upgrade: sync_ tables and {len(created)} ERP tables in {db_path}")
             host = wiring.portal_host(cfg)
-            TokenStore(engine, host).save(parse_token_answer(host, creds, datetime.now(UTC)))
+            wiring.token_store(cfg, engine, host).save(
+                parse_token_answer(host, creds, datetime.now(UTC))
+            )
             async with wiring.portal_session(cfg, engine) as session:
                 client = session.client
                 bound = await ensure_bindings(client, mappings, cfg.connector_id)

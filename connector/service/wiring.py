@@ -24,6 +24,7 @@ from connector.adapters.rest_client import RestClient, RetryPolicy
 from connector.adapters.store.database import make_engine
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.rate_ledger import ledger_for
+from connector.adapters.store.token_seal import TokenSeal
 from connector.adapters.store.tokens import TokenStore
 from connector.core.mapping_model import MappingSet
 from connector.core.rate_bucket import BucketProfile
@@ -80,6 +81,14 @@ def portal_host(cfg: Settings) -> str:
     return urlsplit(portal_url).netloc
 
 
+def token_store(cfg: Settings, engine: Engine, host: str) -> TokenStore:
+    """The portal's tokens, sealed with ``B24_SECRET_KEY`` / ``B24_SECRET_KEY_FILE`` / the
+    default key file (see ``adapters/store/token_seal.py``)."""
+    key = cfg.secret_key.get_secret_value() if cfg.secret_key else None
+    seal = TokenSeal.for_engine(engine, key=key, key_file=cfg.secret_key_file)
+    return TokenStore(engine, host, seal)
+
+
 @dataclass
 class PortalSession:
     """Everything that talks to the portal, sharing one HTTP client."""
@@ -104,7 +113,7 @@ async def portal_session(
     ``auth_connector`` = ``B24_CONNECTOR_ID`` on every call."""
     portal_url, client_id, secret = cfg.require_portal()
     host = portal_host(cfg)
-    tokens = TokenStore(engine, host)
+    tokens = token_store(cfg, engine, host)
     stored = await asyncio.to_thread(tokens.load)
     if stored is None:
         raise ConfigError(f"no tokens stored for {host}; run: b24-connector auth set < token.txt")

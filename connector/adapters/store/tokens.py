@@ -9,6 +9,9 @@ generation: this worker spends the refresh token and writes the new pair in the 
 transaction. Higher generation: someone else already rotated; the caller gets that pair
 and spends nothing.
 
+The secret columns are sealed at rest (``token_seal.py``): the ERP reading this database
+sees ciphertext. A row from before sealing is sealed on its first read.
+
 The store is synchronous; async callers run it in a thread (``asyncio.to_thread``).
 """
 
@@ -26,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from connector.adapters.store.database import lock_for_write
 from connector.adapters.store.db_errors import store_error
 from connector.adapters.store.tables import sync_token
+from connector.adapters.store.token_seal import PREFIX, TokenSeal
 from connector.core.oauth_tokens import TokenSet
 from connector.core.portal_answers import AUTH_SET_HINT
 from connector.errors import AuthRevokedError, StoreError
@@ -41,9 +45,10 @@ Exchange = Callable[[TokenSet], TokenSet]
 class TokenStore:
     """Tokens of one portal (``portal`` is the portal's host name, the row key)."""
 
-    def __init__(self, engine: Engine, portal: str) -> None:
+    def __init__(self, engine: Engine, portal: str, seal: TokenSeal | None = None) -> None:
         self.engine = engine
         self.portal = portal
+        self.seal = seal or TokenSeal.for_engine(engine)
         self._sqlite = engine.dialect.name == "sqlite"
 
     def load(self) -> TokenSet | None:
@@ -55,7 +60,28 @@ class TokenStore:
                 ).first()
         except SQLAlchemyError as exc:
             raise store_error(exc, what="reading the tokens") from exc
-        return None if row is None else _from_row(row._mapping)
+        if row is None:
+            return None
+        if any(_is_plain(row._mapping[name]) for name in SECRET_COLUMNS):
+            self._seal_in_place()
+        return _from_row(row._mapping, self.seal)
+
+    def _seal_in_place(self) -> None:
+        """A row stored before sealing existed: seal it now (same generation)."""
+        try:
+            with self.engine.connect() as conn:
+                self._lock(conn)
+                current = self._locked_row(conn)
+                if current is not None:
+                    conn.execute(
+                        update(sync_token)
+                        .where(sync_token.c.portal == self.portal)
+                        .values(**self._values(current))
+                    )
+                conn.commit()
+        except SQLAlchemyError as exc:
+            raise store_error(exc, what="sealing the stored tokens") from exc
+        log.info("oauth.tokens_sealed", extra={"oauth.key": self.seal.where})
 
     def save(self, tokens: TokenSet) -> TokenSet:
         """Store a new pair given by the operator (``auth set``); bumps the generation."""
@@ -68,12 +94,12 @@ class TokenStore:
                     TokenSet(**{**_fields(tokens), "portal": self.portal, "generation": generation})
                 )
                 if current is None:
-                    conn.execute(insert(sync_token).values(**_values(stored)))
+                    conn.execute(insert(sync_token).values(**self._values(stored)))
                 else:
                     conn.execute(
                         update(sync_token)
                         .where(sync_token.c.portal == self.portal)
-                        .values(**_values(stored))
+                        .values(**self._values(stored))
                     )
                 conn.commit()
         except SQLAlchemyError as exc:
@@ -106,7 +132,7 @@ class TokenStore:
                     update(sync_token)
                     .where(sync_token.c.portal == self.portal)
                     .where(sync_token.c.generation == seen_generation)
-                    .values(**_values(fresh))
+                    .values(**self._values(fresh))
                 )
                 conn.commit()
         except SQLAlchemyError as exc:
@@ -127,7 +153,13 @@ class TokenStore:
         if not self._sqlite:
             query = query.with_for_update()
         row = conn.execute(query).first()
-        return None if row is None else _from_row(row._mapping)
+        return None if row is None else _from_row(row._mapping, self.seal)
+
+    def _values(self, tokens: TokenSet) -> dict[str, Any]:
+        values = _fields(tokens)
+        for name in SECRET_COLUMNS:
+            values[name] = self.seal.seal(values[name])
+        return values
 
 
 def _fields(tokens: TokenSet) -> dict[str, Any]:
@@ -145,22 +177,25 @@ def _normalized(tokens: TokenSet) -> TokenSet:
     )
 
 
-def _values(tokens: TokenSet) -> dict[str, Any]:
-    return _fields(tokens)
+SECRET_COLUMNS = ("refresh_token", "access_token", "application_token")
 
 
-def _from_row(row: Any) -> TokenSet:
+def _is_plain(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and not value.startswith(PREFIX)
+
+
+def _from_row(row: Any, seal: TokenSeal) -> TokenSet:
     return TokenSet(
         portal=row["portal"],
-        refresh_token=row["refresh_token"],
-        access_token=row["access_token"],
+        refresh_token=seal.open(row["refresh_token"]) or "",
+        access_token=seal.open(row["access_token"]),
         issued_at=_aware(row["issued_at"]),
         expires_at=_aware(row["expires_at"]),
         member_id=row["member_id"],
         client_endpoint=row["client_endpoint"],
         server_endpoint=row["server_endpoint"],
         scope=row["scope"],
-        application_token=row["application_token"],
+        application_token=seal.open(row["application_token"]),
         generation=int(row["generation"] or 0),
     )
 

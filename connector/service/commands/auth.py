@@ -84,7 +84,6 @@ def auth_set(
     ``--refresh-token-file``, ``B24_REFRESH_TOKEN`` or ``--refresh-token``. Without
     --access-token the first portal call refreshes the pair.
     """
-    from connector.adapters.store.tokens import TokenStore
     from connector.service import wiring
 
     cfg = wiring.settings()
@@ -92,7 +91,7 @@ def auth_set(
     host = wiring.portal_host(cfg)
     engine = wiring.ready_engine(cfg)
     try:
-        store = TokenStore(engine, host)
+        store = wiring.token_store(cfg, engine, host)
         previous = store.load()
         fresh = TokenSet(
             portal=host,
@@ -114,20 +113,28 @@ def auth_set(
         engine.dispose()
     note = "" if stored.access_token else "; the first portal call will refresh it"
     click.echo(f"tokens stored for {host} (generation {stored.generation}){note}")
+    click.echo(f"sealed with {store.seal.where}", err=True)
+
+
+@auth.command("key")
+def auth_key() -> None:
+    """Print a new key for B24_SECRET_KEY (give every host of one database the same key)."""
+    from connector.adapters.store.token_seal import new_key
+
+    click.echo(new_key())
 
 
 @auth.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def auth_status(as_json: bool) -> None:
     """Show token age, expiry, portal and scopes (never the tokens)."""
-    from connector.adapters.store.tokens import TokenStore
     from connector.service import wiring
 
     cfg = wiring.settings()
     host = wiring.portal_host(cfg)
     engine = wiring.ready_engine(cfg)
     try:
-        tokens = TokenStore(engine, host).load()
+        tokens = wiring.token_store(cfg, engine, host).load()
     finally:
         engine.dispose()
     if tokens is None:
