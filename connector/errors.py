@@ -100,6 +100,12 @@ class RetriableError(PortalError):
         self.retry_after = retry_after
 
 
+class AmbiguousError(RetriableError):
+    """The request may have reached the portal and taken effect; its answer was lost
+    (a timeout or a reset after sending). Not retried blindly: for a call that reserves
+    (``event.offline.get`` without ``process_id``) the caller looks for what it reserved."""
+
+
 class AuthError(PortalError):
     """The access token is expired or invalid: refresh once, then retry."""
 

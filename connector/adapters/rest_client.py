@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from connector.core.batch_commands import (
     MAX_COMMANDS,
@@ -39,7 +39,7 @@ from connector.core.id_window import IdCursor, IdWindow
 from connector.core.php_query import build_query
 from connector.core.portal_answers import classify
 from connector.core.redaction import redact_text
-from connector.errors import PortalError, RetriableError
+from connector.errors import AmbiguousError, PortalError, RetriableError
 
 __all__ = ["Answer", "Governor", "RestClient", "RetryPolicy"]
 
@@ -199,7 +199,7 @@ class RestClient:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.attempts),
             wait=self._wait,
-            retry=retry_if_exception_type(RetriableError),
+            retry=retry_if_exception(_worth_retrying),
             sleep=self.clock.sleep,
             before_sleep=self._log_retry,
             reraise=True,
@@ -224,6 +224,13 @@ class RestClient:
             )
         except httpx.HTTPError as exc:
             self._observe(method, "NETWORK")
+            if _reserves(method, params) and not isinstance(exc, _NOT_SENT):
+                raise AmbiguousError(
+                    f"{method}: the answer was lost ({type(exc).__name__}); the portal may "
+                    "have reserved queue records for it",
+                    code="NETWORK",
+                    method=method,
+                ) from None
             raise RetriableError(
                 f"{method}: network error: {type(exc).__name__}: {redact_text(str(exc))}",
                 code="NETWORK",
@@ -270,6 +277,30 @@ class RestClient:
                 "portal.wait_s": wait,
             },
         )
+
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""Failures before the request left: retrying those can never do anything twice."""
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    return isinstance(error, RetriableError) and not isinstance(error, AmbiguousError)
+
+
+def _reserves(method: str, params: Mapping[str, Any]) -> bool:
+    """A call that reserves queue records: ``event.offline.get`` without ``process_id``,
+    alone or inside a ``batch``. Sent twice, the second reserves nothing and the first's
+    records stay locked, so its lost answer must not be retried blindly."""
+    if method == "event.offline.get":
+        return not params.get("process_id")
+    if method == "batch":
+        commands = params.get("cmd")
+        if isinstance(commands, Mapping):
+            return any(
+                isinstance(c, str) and c.startswith("event.offline.get") and "process_id" not in c
+                for c in commands.values()
+            )
+    return False
 
 
 def _json(response: httpx.Response) -> Any:

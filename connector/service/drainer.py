@@ -13,6 +13,12 @@ A crash anywhere re-delivers: :meth:`Drainer.resume` re-reads every unfinished
 ``process_id`` (``event.offline.get process_id=…``) before new work is taken, and adopts
 locked records whose ``process_id`` never reached the journal (found through
 ``event.offline.list``). Applying the same portal state twice changes nothing.
+
+With several workers on one database, a worker resumes only its own entries and those of
+workers whose lease expired (``sync_worker``), and an orphan is claimed only after a short
+grace (a live peer may be between its ``get`` and its journal write). A ``get`` whose
+answer was lost (``AmbiguousError``) is not retried blindly: the orphans are looked up
+and adopted at once, in the same cycle.
 """
 
 from __future__ import annotations
@@ -28,12 +34,12 @@ from sqlalchemy import Engine
 
 from connector.adapters.store.database import write_transaction
 from connector.adapters.store.erp_writer import ErpWriter
-from connector.adapters.store.journal import APPLIED, Journal
+from connector.adapters.store.journal import APPLIED, Journal, JournalEntry
 from connector.adapters.store.outbox import OutboxStore
 from connector.core.batch_commands import Command, CommandOutcome
 from connector.core.mapping_model import MappingSet
 from connector.core.queue_records import DrainPlan, plan_batch
-from connector.errors import PortalError
+from connector.errors import AmbiguousError, PortalError
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +121,16 @@ class Drainer:
         checkpoint: Checkpoint = _no_checkpoint,
         adopt_orphans: bool = True,
         writer: ErpWriter | None = None,
+        journal: Journal | None = None,
+        peers_alive: Callable[[], bool] | None = None,
+        orphan_grace: float = 2.0,
     ) -> None:
         self.portal = portal
         self.engine = engine
         self.mappings = mappings
-        self.journal = Journal(engine, connector_id, worker)
+        self.journal = journal or Journal(engine, connector_id, worker)
+        self.peers_alive = peers_alive  # None: no registry, this worker is alone
+        self.orphan_grace = orphan_grace
         self.writer = writer or ErpWriter(mappings)
         self.limit = limit
         self.checkpoint = checkpoint
@@ -133,7 +144,14 @@ class Drainer:
         The database is asked first: with it down, nothing is reserved in the portal that
         the journal could not record (the failure surfaces before the ``get``)."""
         await asyncio.to_thread(self.journal.ping)
-        answer = await self.portal.call("event.offline.get", {"clear": 0, "limit": self.limit})
+        try:
+            answer = await self.portal.call("event.offline.get", {"clear": 0, "limit": self.limit})
+        except AmbiguousError as exc:
+            log.warning("%s; looking up the records it may have reserved", exc)
+            found = await self.recover_orphans()
+            if not found.resumed:
+                raise  # nothing was reserved: an ordinary transient failure
+            return found
         result = answer.result if isinstance(answer.result, Mapping) else {}
         events = result.get("events") or []
         process_id = result.get("process_id")
@@ -310,17 +328,39 @@ class Drainer:
         total = DrainStats()
         entries = await asyncio.to_thread(self.journal.unfinished)
         for entry in entries:
-            log.info("resuming process %s (%s)", entry.process_id, entry.state)
-            total.resumed += 1
-            if entry.state == APPLIED:
-                await self._finish(entry.process_id, entry.record_ids, entry.flagged)
+            if not await asyncio.to_thread(self.journal.adopt, entry):
+                continue  # a live peer adopted it first
+            if entry.worker and entry.worker != self.journal.worker:
+                log.warning("adopting process %s of dead worker %s", entry.process_id, entry.worker)
             else:
-                total.add(await self._resume_reserved(entry.process_id))
+                log.info("resuming process %s (%s)", entry.process_id, entry.state)
+            total.resumed += 1
+            total.add(await self._resume_entry(entry))
         if self.adopt_orphans:
-            for pid in await self._orphans():
-                log.warning("adopting process %s: locked in the portal, unknown here", pid)
-                total.resumed += 1
-                total.add(await self._resume_reserved(pid))
+            total.add(await self.recover_orphans())
+        return total
+
+    async def _resume_entry(self, entry: JournalEntry) -> DrainStats:
+        if entry.state == APPLIED:
+            await self._finish(entry.process_id, entry.record_ids, entry.flagged)
+            return DrainStats()
+        return await self._resume_reserved(entry.process_id)
+
+    async def recover_orphans(self) -> DrainStats:
+        """Finish every process the portal holds locked for us that no journal row names."""
+        total = DrainStats()
+        pids = await self._orphans()
+        if pids and self.peers_alive is not None and self.peers_alive():
+            # A live peer may be between its get and its journal write: give it a moment.
+            await asyncio.sleep(self.orphan_grace)
+            known = await asyncio.to_thread(self.journal.known, pids)
+            pids = [p for p in pids if p not in known]
+        for pid in pids:
+            if not await asyncio.to_thread(self.journal.claim, pid):
+                continue  # a peer claimed it
+            log.warning("adopting process %s: locked in the portal, unknown here", pid)
+            total.resumed += 1
+            total.add(await self._resume_reserved(pid))
         return total
 
     async def _resume_reserved(self, process_id: str) -> DrainStats:

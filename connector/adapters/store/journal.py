@@ -3,6 +3,11 @@
 States: ``reserved`` (get answered, nothing applied) → ``applied`` (ERP commit done, in the
 same transaction as the data) → ``cleared`` (the portal confirmed ``event.offline.clear``).
 A restart resumes every ``reserved`` and ``applied`` entry; nothing is lost in between.
+
+Entries are stamped with the worker that reserved them (``sync_worker``). A worker
+resumes its own entries and those of workers whose lease has expired, never a live
+peer's; taking one over is a compare-and-set on the stamp (:meth:`Journal.adopt`), so two
+live workers never both adopt the same entry.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
-from connector.adapters.store.tables import sync_journal
+from connector.adapters.store.tables import sync_journal, sync_worker
 
 RESERVED = "reserved"
 APPLIED = "applied"
@@ -29,6 +35,7 @@ class JournalEntry:
     record_ids: list[int]
     events: list[Any]
     flagged: list[str]
+    worker: str = ""
 
 
 def _now() -> datetime:
@@ -90,7 +97,14 @@ class Journal:
             )
 
     def unfinished(self) -> list[JournalEntry]:
-        """Entries of this connector not yet cleared, oldest first."""
+        """Entries of this connector not yet cleared that are ours to finish — our own,
+        and those of workers without a live lease — oldest first."""
+        live = sa.select(sync_worker.c.id).where(
+            sync_worker.c.connector_id == self.connector_id,
+            sync_worker.c.lease_until > _now(),
+            sync_worker.c.id != self.worker,
+        )
+        stamp = sa.func.coalesce(sync_journal.c.worker, "")
         with self.engine.connect() as conn:
             rows = (
                 conn.execute(
@@ -98,6 +112,7 @@ class Journal:
                     .where(
                         sync_journal.c.connector_id == self.connector_id,
                         sync_journal.c.state != CLEARED,
+                        sa.or_(stamp == self.worker, stamp.not_in(live)),
                     )
                     .order_by(sync_journal.c.created_at)
                 )
@@ -111,9 +126,50 @@ class Journal:
                 list(r["record_ids"]),
                 list(r["events"]),
                 list(r["flagged"] or []),
+                r["worker"] or "",
             )
             for r in rows
         ]
+
+    def adopt(self, entry: JournalEntry) -> bool:
+        """Stamp ``entry`` as ours if it still carries the stamp we saw (False: a peer
+        adopted it first, or it moved on)."""
+        if entry.worker == self.worker:
+            return True
+        stamp = sa.func.coalesce(sync_journal.c.worker, "")
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                sync_journal.update()
+                .where(
+                    sync_journal.c.process_id == entry.process_id,
+                    stamp == entry.worker,
+                    sync_journal.c.state == entry.state,
+                )
+                .values(worker=self.worker, updated_at=_now())
+            )
+        return bool(done.rowcount)
+
+    def claim(self, process_id: str) -> bool:
+        """Take an orphan (a process the portal holds locked and no journal row names):
+        a reserved row with nothing in it yet; False when a peer claimed it first."""
+        now = _now()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sync_journal.insert().values(
+                        process_id=process_id,
+                        connector_id=self.connector_id,
+                        state=RESERVED,
+                        worker=self.worker,
+                        events=[],
+                        record_ids=[],
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
 
     def known(self, process_ids: Sequence[str]) -> set[str]:
         if not process_ids:

@@ -46,7 +46,7 @@ sync_token = Table(
     Column("access_token", Text, nullable=True),
     Column("refresh_token", Text, nullable=False),
     Column("scope", String(1024), nullable=True),
-    Column("application_token", String(255), nullable=True),
+    Column("application_token", Text, nullable=True),
     Column("issued_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column(
@@ -94,6 +94,26 @@ sync_journal = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_sync_journal_state", "state"),
     comment="drain journal: every reserved process_id, written before acting on it",
+)
+
+sync_worker = Table(
+    "sync_worker",
+    metadata,
+    Column("id", String(96), primary_key=True, comment="host-pid-random, stamped on journal rows"),
+    Column("connector_id", String(64), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    Column(
+        "lease_until",
+        DateTime(timezone=True),
+        nullable=False,
+        comment="past this, the worker is dead: its reservations may be adopted",
+    ),
+    Column("listener", Boolean, nullable=False, server_default="0"),
+    Index("ix_sync_worker_connector_id", "connector_id"),
+    comment="running workers and their heartbeat leases",
 )
 
 sync_link = Table(
@@ -260,4 +280,5 @@ __all__ = [
     "sync_record_error",
     "sync_state",
     "sync_token",
+    "sync_worker",
 ]

@@ -1,0 +1,201 @@
+"""Workers with identities and leases: a live peer's reservation is never taken over, a
+dead one's is, orphans are claimed once, and a lost ``get`` answer is recovered at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from connector.adapters.mapping_files import load_mappings
+from connector.adapters.rest_client import RestClient
+from connector.adapters.store.journal import Journal
+from connector.adapters.store.tables import sync_journal, sync_worker
+from connector.adapters.store.workers import WorkerRegistry
+from connector.service.drainer import Drainer
+from connector.service.worker import Worker
+from tests.service.drain_harness import BASE, CONNECTOR, REPO, Bench, Crash, make_bench
+from tests.service.test_worker import WorkerEnv, eventually, served, titles, worker_env
+
+__all__ = ["served", "worker_env"]  # fixtures used here
+
+
+@pytest.fixture
+async def bench(schema_db_url: str) -> AsyncIterator[Bench]:
+    b = await make_bench(schema_db_url)
+    yield b
+    await b.http.aclose()
+    b.engine.dispose()
+
+
+def drainer_of(bench: Bench, registry: WorkerRegistry, crash_at: str | None = None) -> Drainer:
+    def checkpoint(step: str) -> None:
+        if step == crash_at:
+            raise Crash(step)
+
+    return Drainer(
+        bench.client,
+        bench.engine,
+        bench.mappings,
+        CONNECTOR,
+        journal=Journal(bench.engine, CONNECTOR, registry.id),
+        peers_alive=lambda: bool(registry.peers()),
+        orphan_grace=0.05,
+        checkpoint=checkpoint,
+    )
+
+
+def expire(bench: Bench, worker_id: str) -> None:
+    with bench.engine.begin() as conn:
+        conn.execute(
+            sync_worker.update()
+            .where(sync_worker.c.id == worker_id)
+            .values(lease_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+
+async def test_a_live_peers_reservation_is_left_alone_and_a_dead_ones_adopted(
+    bench: Bench,
+) -> None:
+    """B's resume does not touch A's batch while A's lease runs; once it expired, B
+    finishes it, stamps it as its own, and every record lands once."""
+    a = WorkerRegistry(bench.engine, CONNECTOR, worker_id="host-a")
+    b = WorkerRegistry(bench.engine, CONNECTOR, worker_id="host-b")
+    a.register()
+    b.register()
+    ids = [bench.emulator.ui_add("crm.company", {"TITLE": f"C{n}"}) for n in range(3)]
+    with pytest.raises(Crash):
+        await drainer_of(bench, a, crash_at="after_reserve").drain_once()
+
+    stats = await drainer_of(bench, b).resume()
+    assert stats.resumed == 0 and bench.rows("erp_company") == []
+    assert all(r["PROCESS_ID"] for r in bench.queue())  # still A's, still locked
+
+    expire(bench, a.id)
+    stats = await drainer_of(bench, b).resume()
+    assert stats.resumed == 1 and stats.inserted == 3
+    assert [r["b24_id"] for r in bench.rows("erp_company")] == ids
+    assert bench.queue() == []
+    with bench.engine.connect() as conn:
+        assert conn.execute(sa.select(sync_journal.c.worker)).scalars().all() == ["host-b"]
+    assert [w.id for w in b.expired()] == ["host-a"]
+    b.reap(["host-a"])
+    assert b.expired() == []
+
+
+async def test_a_dead_workers_entry_is_adopted_by_one_live_worker_only(bench: Bench) -> None:
+    journal = Journal(bench.engine, CONNECTOR, "dead")
+    journal.reserve("pid-1", [], [])
+    entry = Journal(bench.engine, CONNECTOR, "b").unfinished()[0]
+
+    assert Journal(bench.engine, CONNECTOR, "b").adopt(entry) is True
+    assert Journal(bench.engine, CONNECTOR, "c").adopt(entry) is False
+    assert Journal(bench.engine, CONNECTOR, "c").claim("pid-2") is True
+    assert Journal(bench.engine, CONNECTOR, "b").claim("pid-2") is False
+
+
+async def test_an_orphan_a_live_peer_journals_during_the_grace_is_not_taken(
+    bench: Bench,
+) -> None:
+    """A peer between its get and its journal write holds locked records the journal
+    does not name yet; the grace lets it write them, and B leaves them alone."""
+    a = WorkerRegistry(bench.engine, CONNECTOR, worker_id="host-a")
+    b = WorkerRegistry(bench.engine, CONNECTOR, worker_id="host-b")
+    a.register()
+    b.register()
+    bench.emulator.ui_add("crm.company", {"TITLE": "In flight"})
+    with pytest.raises(Crash):
+        await drainer_of(bench, a, crash_at="after_get").drain_once()
+    [pid] = {r["PROCESS_ID"] for r in bench.queue()}
+
+    drainer = drainer_of(bench, b)
+
+    def peer_writes_its_journal_meanwhile() -> bool:
+        Journal(bench.engine, CONNECTOR, a.id).reserve(pid, [], [])
+        return True
+
+    drainer.peers_alive = peer_writes_its_journal_meanwhile
+    stats = await drainer.recover_orphans()
+    assert stats.resumed == 0 and bench.rows("erp_company") == []
+
+    alone = drainer_of(bench, b)
+    expire(bench, a.id)
+    stats = await alone.resume()  # A is dead now: its journal entry is B's to finish
+    assert stats.resumed == 1 and [r["title"] for r in bench.rows("erp_company")] == ["In flight"]
+
+
+class DropFirstReserve(httpx.AsyncBaseTransport):
+    """Delivers the first reserving ``event.offline.get`` that reserves something to the
+    portal, then loses its answer (a read timeout), as a proxy or a flaky network does."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.dropped = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        body = request.content
+        if (
+            not self.dropped
+            and request.url.path.endswith("/event.offline.get")
+            and b"process_id" not in body
+        ):
+            await response.aread()
+            assert response.status_code == 200, response.text
+            if response.json()["result"].get("events"):
+                self.dropped += 1
+                raise httpx.ReadTimeout("answer lost", request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_lost_get_answer_is_recovered_in_the_same_cycle(bench: Bench) -> None:
+    """The portal reserved a batch whose answer never arrived: the drainer finds it
+    through event.offline.list and finishes it at once instead of reporting an empty
+    queue and leaving the records locked until a restart."""
+    ids = [bench.emulator.ui_add("crm.company", {"TITLE": f"C{n}"}) for n in range(3)]
+    transport = DropFirstReserve(httpx.ASGITransport(app=bench.emulator.app()))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+        client = RestClient(http, f"{BASE}/rest/", connector_id=CONNECTOR, auth=bench.client.auth)
+        drainer = Drainer(client, bench.engine, bench.mappings, CONNECTOR)
+        stats = await drainer.drain_until_empty()
+    assert transport.dropped == 1
+    assert stats.resumed == 1 and stats.inserted == 3
+    assert [r["b24_id"] for r in bench.rows("erp_company")] == ids
+    assert bench.queue() == []
+
+
+async def test_a_running_worker_recovers_a_lost_get_well_before_its_safety_poll(
+    worker_env: WorkerEnv,
+) -> None:
+    """The safety poll is a minute away; the record still lands within seconds."""
+    emulator, engine, plain, served_http = worker_env
+    base = str(served_http.base_url).rstrip("/")
+    transport = DropFirstReserve(httpx.AsyncHTTPTransport())
+    async with httpx.AsyncClient(transport=transport, base_url=base) as http:
+        client = RestClient(http, f"{base}/rest/", connector_id=CONNECTOR, auth=plain.auth)
+        worker = Worker(
+            client,
+            http,
+            engine,
+            load_mappings(REPO / "mappings"),
+            CONNECTOR,
+            poll_interval=60,
+            listen=False,
+        )
+        task = asyncio.create_task(worker.run())
+        await asyncio.wait_for(worker.ready.wait(), 15)
+        await eventually(lambda: worker.stats.drains >= 1)  # the start-up wake is spent
+        emulator.ui_add("crm.company", {"TITLE": "Reserved, answer lost"})
+        worker.wake.set()  # what the push would do
+        await eventually(lambda: titles(engine) == ["Reserved, answer lost"], limit=20)
+        worker.stop()
+        await asyncio.wait_for(task, 15)
+    assert transport.dropped == 1
+    assert emulator.queue_state() == []
