@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine
 
 from connector.adapters.store.database import write_transaction
+from connector.adapters.store.db_locks import RecordLocks
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.journal import APPLIED, Journal, JournalEntry
 from connector.adapters.store.outbox import OutboxStore
@@ -130,6 +131,7 @@ class Drainer:
         self.mappings = mappings
         self.journal = journal or Journal(engine, connector_id, worker)
         self.peers_alive = peers_alive  # None: no registry, this worker is alone
+        self.record_locks = RecordLocks(engine, connector_id)
         self.orphan_grace = orphan_grace
         self.writer = writer or ErpWriter(mappings)
         self.limit = limit
@@ -180,8 +182,15 @@ class Drainer:
         record_ids = plan.record_ids()
         await asyncio.to_thread(self.journal.reserve, process_id, events, record_ids)
         self.checkpoint("after_reserve")
-        states = await self._fetch(plan)
-        stats, flagged = await asyncio.to_thread(self._apply, process_id, plan, states)
+        # Per-record order across workers: a peer's batch naming the same records waits
+        # here until this one committed, then fetches the newer state.
+        targets = [(entity, i) for entity, ids in plan.targets().items() for i in ids]
+        held = await asyncio.to_thread(self.record_locks.acquire, targets)
+        try:
+            states = await self._fetch(plan)
+            stats, flagged = await asyncio.to_thread(self._apply, process_id, plan, states)
+        finally:
+            await asyncio.to_thread(self.record_locks.release, held)
         self.checkpoint("after_commit")
         await self._finish(process_id, record_ids, flagged)
         return stats

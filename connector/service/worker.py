@@ -11,6 +11,13 @@ Then four tasks run side by side until SIGTERM/SIGINT:
   empty. Drain batches and push rounds take turns (one lock), so the two directions never
   merge the same record at the same moment.
 
+Several workers may share one PostgreSQL (or MariaDB) database. Each registers in
+``sync_worker`` and renews its lease (the lease task); when a peer's lease expires, the
+next wake resumes its reservations. Only the holder of the listener lock connects to
+Push&Pull (the others try for it every few seconds and take over when the holder dies);
+on PostgreSQL the holder passes each push on through ``NOTIFY``, elsewhere the peers
+rely on their safety poll. SQLite is single-worker and says so if a second one starts.
+
 A stop request lets the batch in flight finish (commit, then ``event.offline.clear``) and
 then exits 0. Portal trouble that retries cannot mend (network down for long, 5xx) is
 logged and the loop waits for the next wake; a fatal answer (``OVERLOAD_LIMIT``) or a
@@ -36,7 +43,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from connector.adapters.pull_listener import PullListener
 from connector.adapters.safety_poll import SafetyPoll
 from connector.adapters.store.db_errors import store_error
+from connector.adapters.store.db_locks import ListenerLock
 from connector.adapters.store.erp_writer import ErpWriter
+from connector.adapters.store.journal import Journal
+from connector.adapters.store.peer_wake import PeerWake
+from connector.adapters.store.workers import WorkerRegistry
 from connector.core.mapping_model import MappingSet
 from connector.errors import (
     AuthRevokedError,
@@ -81,6 +92,7 @@ class Worker:
         writer: ErpWriter | None = None,
         metrics: Metrics | None = None,
         health: tuple[str, int] | None = None,
+        registry: WorkerRegistry | None = None,
     ) -> None:
         self.client = client
         self.http = http
@@ -91,7 +103,18 @@ class Worker:
         self.listen = listen
         self.listener_options = dict(listener_options or {})
         self.push_interval = push_interval
-        self.drainer = Drainer(client, engine, mappings, connector_id, writer=writer)
+        self.registry = registry or WorkerRegistry(engine, connector_id)
+        self.listener_lock = ListenerLock(engine, connector_id)
+        self.peer_wake = PeerWake(engine, connector_id)
+        self.drainer = Drainer(
+            client,
+            engine,
+            mappings,
+            connector_id,
+            writer=writer,
+            journal=Journal(engine, connector_id, self.registry.id),
+            peers_alive=lambda: bool(self.registry.peers()),
+        )
         self.pusher = Pusher(client, engine, mappings, connector_id, writer=self.drainer.writer)
         self.holds = Holds(self.drainer)
         self.turns = asyncio.Lock()
@@ -107,6 +130,7 @@ class Worker:
         self.ready = asyncio.Event()
         self.listener: PullListener | None = None
         self.needs_resume = False
+        self.dead_peers: list[str] = []  # expired leases whose reservations await a resume
 
     def stop(self) -> None:
         """Ask the worker to finish the batch in flight and exit."""
@@ -139,6 +163,7 @@ class Worker:
         failures = 0
         while True:
             try:
+                await self._register()
                 await ensure_bindings(self.client, self.mappings, self.connector_id)
                 self.stats.totals.add(await self.drainer.resume())
                 self.stats.totals.add(await self.holds.sweep())
@@ -155,6 +180,106 @@ class Worker:
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
                 if self.stopping.is_set():
                     raise asyncio.CancelledError from None
+
+    async def _register(self) -> None:
+        peers = await asyncio.to_thread(self.registry.register)
+        log.info("worker registered", extra={"worker": self.registry.id, "peers": len(peers)})
+        if peers and not self.listener_lock.shared:
+            other = peers[0]
+            log.warning(
+                "SQLite is single-worker, but worker %s (pid %d on %s) is also running on "
+                "this database: stop one of them, or move to PostgreSQL for several",
+                other.id,
+                other.pid,
+                other.host,
+            )
+
+    async def _keep_lease(self) -> None:
+        """Renew our lease; notice peers whose lease expired (their batches need us)."""
+        every = self.registry.lease_s / 3
+        while not self.stopping.is_set():
+            holding = self.listener is not None
+            await asyncio.to_thread(self.registry.heartbeat, listener=holding)
+            dead = [w.id for w in await asyncio.to_thread(self.registry.expired)]
+            if dead and dead != self.dead_peers:
+                log.warning(
+                    "worker(s) %s stopped renewing their lease; adopting their work",
+                    ", ".join(dead),
+                )
+                self.dead_peers = dead
+                self.needs_resume = True
+                self.wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=every)
+
+    def _pushed(self, reason: str) -> None:
+        """A wake from Push&Pull: drain here, and tell the peers (PostgreSQL)."""
+        self.wake.set()
+        if reason == "push" and self.peer_wake.available:
+            task = asyncio.get_running_loop().run_in_executor(None, self._notify_peers)
+            task.add_done_callback(lambda _: None)
+
+    def _notify_peers(self) -> None:
+        try:
+            self.peer_wake.notify()
+        except SQLAlchemyError as exc:  # the peers still have their safety poll
+            log.warning("peers not notified: %s", store_error(exc).message)
+
+    async def _hear_peers(self) -> None:
+        """PostgreSQL: wake on the listener holder's NOTIFY."""
+        import threading
+
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+
+        def woken() -> None:
+            loop.call_soon_threadsafe(self.wake.set)
+
+        try:
+            await asyncio.to_thread(self.peer_wake.listen, woken, stop)
+        finally:
+            stop.set()
+
+    async def _listen_while_holding_lock(self, poll: SafetyPoll) -> None:
+        """Connect to Push&Pull only while holding the listener lock; try for it every
+        few seconds otherwise (a dead holder's lock is freed with its connection)."""
+        retry = min(5.0, self.registry.lease_s / 3)
+        try:
+            while not self.stopping.is_set():
+                if not await asyncio.to_thread(self.listener_lock.try_acquire):
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), timeout=retry)
+                    continue
+                log.info("holding the Push&Pull listener lock", extra={"worker": self.registry.id})
+                listener = PullListener(
+                    get_config=self._get_config,
+                    connector_id=self.connector_id,
+                    wake=self._pushed,
+                    http=self.http,
+                    on_connect=poll.restart,
+                    **self.listener_options,
+                )
+                self.listener = listener
+                listening = asyncio.create_task(listener.run(), name="pull-listener")
+                try:
+                    while not listening.done():
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(asyncio.shield(listening), timeout=retry)
+                        if not listening.done() and not await asyncio.to_thread(
+                            self.listener_lock.held
+                        ):
+                            log.warning("lost the listener lock; stopping Push&Pull here")
+                            break
+                    if listening.done():
+                        listening.result()  # a listener failure: the supervisor restarts us
+                        return
+                finally:
+                    listening.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await listening
+                    self.listener = None
+        finally:
+            await asyncio.to_thread(self.listener_lock.release)
 
     async def _run(self) -> WorkerStats:
         # A stop during start-up (the portal away, retries in progress) is answered at once.
@@ -177,23 +302,19 @@ class Worker:
         tasks = [
             asyncio.create_task(self._supervised("safety-poll", poll.run), name="safety-poll"),
             asyncio.create_task(self._supervised("pusher", self._push_loop), name="pusher"),
+            asyncio.create_task(self._supervised("lease", self._keep_lease), name="lease"),
         ]
+        if self.peer_wake.available:
+            tasks.append(asyncio.create_task(self._supervised("peer-wake", self._hear_peers)))
         if self.health is not None:  # queue depth for /metrics: one list call a minute
             tasks.append(asyncio.create_task(self._supervised("queue-watch", self._watch_queue)))
         if self.listen:
-            self.listener = PullListener(
-                get_config=self._get_config,
-                connector_id=self.connector_id,
-                wake=self.wake,
-                http=self.http,
-                on_connect=poll.restart,
-                **self.listener_options,
-            )
-            listener = self.listener
+
+            async def listen() -> None:
+                await self._listen_while_holding_lock(poll)
+
             tasks.append(
-                asyncio.create_task(
-                    self._supervised("pull-listener", listener.run), name="pull-listener"
-                )
+                asyncio.create_task(self._supervised("pull-listener", listen), name="pull-listener")
             )
         self.wake.set()  # drain once at start: work may have queued while we were down
         self.ready.set()
@@ -205,6 +326,8 @@ class Worker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(SQLAlchemyError):
+                await asyncio.to_thread(self.registry.retire)  # peers need not wait the lease
         if self.fatal is not None:
             self.state = "failed"
             raise self.fatal
@@ -301,10 +424,13 @@ class Worker:
                 break
             self.stats.wakes += 1
             try:
-                if self.needs_resume:  # a failed batch may still hold locked records
+                if self.needs_resume:  # a failed batch (or a dead peer) may hold records
+                    dead = list(self.dead_peers)
                     async with self.turns:
                         self.stats.totals.add(await self.drainer.resume())
                     self.needs_resume = False
+                    if dead:
+                        await asyncio.to_thread(self.registry.reap, dead)
                 while not self.stopping.is_set():
                     started = time.monotonic()
                     async with self.turns:
