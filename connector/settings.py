@@ -109,6 +109,11 @@ class Settings(BaseSettings):
         ge=0,
         description="newer_wins: edits closer than this many seconds are a conflict",
     )
+    worker_lease: float = Field(
+        default=30.0,
+        ge=1,
+        description="run: seconds a worker's heartbeat lease lasts; past it, peers adopt its work",
+    )
     metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Loopback port for /healthz and /metrics"
     )

@@ -3,7 +3,9 @@
 Every ``run`` process registers a row (id, host, pid) and renews its lease every
 ``lease_s / 3`` seconds. A worker whose ``lease_until`` has passed is dead: its journal
 entries may be adopted by a live peer (``Journal.unfinished`` / ``Journal.adopt``), and
-its row is reaped. A clean stop deletes the row at once. Times come from this process's
+its row is reaped. A clean stop deletes the row at once, and a worker of this host
+whose process is gone (``kill -9``) is declared dead at once, without waiting out its
+lease, by the next worker that registers or renews here. Times come from this process's
 clock; workers sharing a database are expected to run NTP (a lease of 30 s tolerates
 seconds of skew).
 """
@@ -40,6 +42,16 @@ class PeerWorker:
     listener: bool
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process, alive
+    return True
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -73,11 +85,29 @@ class WorkerRegistry:
         self.heartbeat()
         return self.peers()
 
+    def expire_gone_local(self) -> list[str]:
+        """End the lease of every worker of this host whose process no longer exists."""
+        here = socket.gethostname()[:255]
+        gone = [
+            w.id
+            for w in self._rows()
+            if w.id != self.id and w.host == here and w.lease_until > _now() and not _alive(w.pid)
+        ]
+        if gone:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sync_worker.update()
+                    .where(sync_worker.c.id.in_(gone))
+                    .values(lease_until=_now() - timedelta(seconds=1))
+                )
+        return gone
+
     def heartbeat(self, *, listener: bool | None = None) -> None:
         now = _now()
         values: dict[str, object] = {"heartbeat_at": now, "lease_until": now + self.lease}
         if listener is not None:
             values["listener"] = listener
+        self.expire_gone_local()
         with self.engine.begin() as conn:
             done = conn.execute(
                 sync_worker.update().where(sync_worker.c.id == self.id).values(**values)

@@ -12,6 +12,7 @@ async def run_worker(
 ) -> None:
     import logging
 
+    from connector.adapters.store.workers import WorkerRegistry
     from connector.service import wiring
     from connector.service.health import Metrics
     from connector.service.logs import configure
@@ -38,6 +39,7 @@ async def run_worker(
                 writer=wiring.erp_writer(cfg, mappings),
                 metrics=metrics,
                 health=health,
+                registry=WorkerRegistry(engine, cfg.connector_id, lease_s=cfg.worker_lease),
             )
             metrics.watch(
                 governor=lambda: session.governor,
