@@ -46,6 +46,7 @@ from connector.adapters.store.db_errors import store_error
 from connector.adapters.store.db_locks import ListenerLock
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.journal import Journal
+from connector.adapters.store.outbox import OutboxStore
 from connector.adapters.store.peer_wake import PeerWake
 from connector.adapters.store.workers import WorkerRegistry
 from connector.core.mapping_model import MappingSet
@@ -115,7 +116,14 @@ class Worker:
             journal=Journal(engine, connector_id, self.registry.id),
             peers_alive=lambda: bool(self.registry.peers()),
         )
-        self.pusher = Pusher(client, engine, mappings, connector_id, writer=self.drainer.writer)
+        self.pusher = Pusher(
+            client,
+            engine,
+            mappings,
+            connector_id,
+            writer=self.drainer.writer,
+            outbox=OutboxStore(engine, worker=self.registry.id),  # claims end with the lease
+        )
         self.holds = Holds(self.drainer)
         self.turns = asyncio.Lock()
         self.fatal: BaseException | None = None

@@ -124,7 +124,16 @@ def test_three_workers_survive_the_listener_being_killed(
                 and all(r["b24_id"] is not None for r in rows)
             )
 
-        asyncio.run(eventually(converged, limit=90))
+        try:
+            asyncio.run(eventually(converged, limit=90))
+        except TimeoutError:
+            rows = erp_companies(engine)
+            missing = set(portal_ids) - {r["b24_id"] for r in rows}
+            tails = [log.read_text()[-1500:] for log in logs]
+            raise AssertionError(
+                f"no convergence: queue {emulator.queue_state()[:5]}, missing {sorted(missing)}, "
+                f"unlinked {[r['title'] for r in rows if r['b24_id'] is None]}, logs {tails}"
+            ) from None
     finally:
         stop_stream.set()
         engine.dispose()

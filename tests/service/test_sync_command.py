@@ -57,7 +57,9 @@ def setup_connector(
     upgraded = cli("db", "upgrade", cwd=tmp_path, env=env)
     assert upgraded.returncode == 0, upgraded.stderr
     # the operator's step; without an access token the first call refreshes the pair
-    stored = cli("auth", "set", "--refresh-token", creds["refresh_token"], cwd=tmp_path, env=env)
+    stored = cli(
+        "auth", "set", cwd=tmp_path, env={**env, "B24_REFRESH_TOKEN": creds["refresh_token"]}
+    )
     assert stored.returncode == 0, stored.stderr
     assert creds["refresh_token"] not in stored.stdout + stored.stderr
     return env

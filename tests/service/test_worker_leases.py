@@ -13,12 +13,26 @@ import sqlalchemy as sa
 
 from connector.adapters.mapping_files import load_mappings
 from connector.adapters.rest_client import RestClient
+from connector.adapters.store import migrate
+from connector.adapters.store.database import make_engine
+from connector.adapters.store.erp_schema import sync_erp_schema
 from connector.adapters.store.journal import Journal
+from connector.adapters.store.outbox import OutboxStore
 from connector.adapters.store.tables import sync_journal, sync_worker
 from connector.adapters.store.workers import WorkerRegistry
+from connector.emulator.app import Emulator
+from connector.emulator.server import ServerThread
 from connector.service.drainer import Drainer
 from connector.service.worker import Worker
-from tests.service.drain_harness import BASE, CONNECTOR, REPO, Bench, Crash, make_bench
+from tests.service.drain_harness import (
+    BASE,
+    CONNECTOR,
+    REPO,
+    Bench,
+    Crash,
+    StaticToken,
+    make_bench,
+)
 from tests.service.test_worker import WorkerEnv, eventually, served, titles, worker_env
 
 __all__ = ["served", "worker_env"]  # fixtures used here
@@ -83,6 +97,10 @@ async def test_a_live_peers_reservation_is_left_alone_and_a_dead_ones_adopted(
     with bench.engine.connect() as conn:
         assert conn.execute(sa.select(sync_journal.c.worker)).scalars().all() == ["host-b"]
     assert [w.id for w in b.expired()] == ["host-a"]
+    b.reap(["host-a"])  # kept a while: outbox claims may still name it
+    assert [w.id for w in b.expired()] == ["host-a"]
+    with bench.engine.begin() as conn:
+        conn.execute(sync_worker.update().values(lease_until=datetime.now(UTC) - 11 * b.lease))
     b.reap(["host-a"])
     assert b.expired() == []
 
@@ -199,3 +217,77 @@ async def test_a_running_worker_recovers_a_lost_get_well_before_its_safety_poll(
         await asyncio.wait_for(task, 15)
     assert transport.dropped == 1
     assert emulator.queue_state() == []
+
+
+@pytest.mark.backends("postgresql")
+async def test_on_postgresql_the_listener_holder_wakes_its_peers_through_notify(
+    served: tuple[Emulator, ServerThread], db_url: str
+) -> None:
+    """Two workers, safety polls an hour away: one holds the listener lock and connects
+    to Push&Pull; a portal change wakes the other too (LISTEN/NOTIFY), not only it."""
+    emulator, server = served
+    creds = emulator.install_app(scopes=("crm", "pull", "user"), base_url=server.base_url)
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    mappings = load_mappings(REPO / "mappings")
+    sync_erp_schema(engine, mappings)
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        client = RestClient(
+            http,
+            f"{server.base_url}/rest/",
+            connector_id=CONNECTOR,
+            auth=StaticToken(creds["access_token"]),
+        )
+        workers = [
+            Worker(client, http, engine, mappings, CONNECTOR, poll_interval=3600) for _ in range(2)
+        ]
+        tasks = [asyncio.create_task(w.run()) for w in workers]
+        try:
+            await eventually(lambda: any(w.listener is not None for w in workers), limit=20)
+            holder = next(w for w in workers if w.listener is not None)
+            peer = next(w for w in workers if w is not holder)
+            await eventually(
+                lambda: holder.listener is not None and holder.listener.stats.connects > 0
+            )
+            await eventually(lambda: peer.stats.drains >= 1)  # its start-up wake is spent
+            await asyncio.sleep(1.5)  # the peer's LISTEN connection is up
+            wakes = peer.stats.wakes
+            emulator.ui_add("crm.company", {"TITLE": "Pushed"})
+            await eventually(lambda: titles(engine) == ["Pushed"])
+            await eventually(lambda: peer.stats.wakes > wakes, limit=10)
+            assert peer.listener is None  # it never connected to Push&Pull itself
+        finally:
+            for w in workers:
+                w.stop()
+            await asyncio.wait_for(asyncio.gather(*tasks), 20)
+    engine.dispose()
+
+
+async def test_a_second_worker_on_sqlite_says_in_one_line_that_sqlite_is_single_worker(
+    worker_env: WorkerEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, engine, client, http = worker_env
+    mappings = load_mappings(REPO / "mappings")
+    first = Worker(client, http, engine, mappings, CONNECTOR, listen=False)
+    await first._register()
+    assert "single-worker" not in caplog.text
+    second = Worker(client, http, engine, mappings, CONNECTOR, listen=False)
+    await second._register()
+    [line] = [r.getMessage() for r in caplog.records if "single-worker" in r.getMessage()]
+    assert first.registry.id in line and "PostgreSQL" in line
+
+
+async def test_outbox_claims_of_a_worker_whose_lease_expired_are_free(bench: Bench) -> None:
+    """A killed worker on another host held outbox rows: once its lease ran out, a live
+    pusher claims them (without waiting for the outbox's own five-minute lease)."""
+    with bench.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO erp_company (title) VALUES ('Claimed, then killed')"))
+    gone = WorkerRegistry(bench.engine, CONNECTOR, worker_id="elsewhere-1-dead")
+    gone.register()
+    assert len(OutboxStore(bench.engine, worker=gone.id).claim(10)) == 1
+    live = OutboxStore(bench.engine, worker="here-2-live")
+    assert live.claim(10) == []  # the holder's lease still runs
+
+    expire(bench, gone.id)
+    [record] = live.claim(10)
+    assert record.entity == "crm.company"

@@ -6,8 +6,9 @@ push), ``failed`` (the portal refused the write: ``error_code`` and ``last_error
 
 Claims are leases: the claiming transaction stamps ``locked_by`` (``host:pid:token``),
 ``locked_at`` and bumps ``attempts``, and commits before any REST call. A lease is taken
-over when it is older than ``lease`` seconds, or at once when its holder was a process on
-this host that no longer exists (a ``kill -9``). On PostgreSQL and MariaDB the claim reads
+over when it is older than ``lease`` seconds, when its holder is a registered worker
+whose heartbeat lease expired (``sync_worker``), or at once when its holder was a process
+on this host that no longer exists (a ``kill -9``). On PostgreSQL and MariaDB the claim reads
 with ``FOR UPDATE SKIP LOCKED``, so concurrent pushers never claim the same rows; on
 SQLite the claim runs under the write lock (``BEGIN IMMEDIATE``).
 
@@ -30,7 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from connector.adapters.store.database import write_transaction
-from connector.adapters.store.tables import sync_outbox
+from connector.adapters.store.local_process import process_gone
+from connector.adapters.store.tables import sync_outbox, sync_worker
 
 PENDING = "pending"
 DONE = "done"
@@ -48,13 +50,7 @@ def _holder_is_dead(holder: str) -> bool:
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return process_gone(int(pid_text))
 
 
 @dataclass(frozen=True)
@@ -104,10 +100,12 @@ class OutboxStore:
         """Claim the oldest pending records (every pending row of each), oldest first."""
         now = _now()
         stale = now - timedelta(seconds=self.lease)
+        expired = sa.select(sync_worker.c.id).where(sync_worker.c.lease_until <= now)
         free = sa.or_(
             sync_outbox.c.locked_by.is_(None),
             sync_outbox.c.locked_by == self.worker,
             sync_outbox.c.locked_at < stale,
+            sync_outbox.c.locked_by.in_(expired),  # a registered worker whose lease ran out
         )
         with write_transaction(self.engine) as conn:
             locking = conn.dialect.name != "sqlite"

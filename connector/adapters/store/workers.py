@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from connector.adapters.store.local_process import process_gone
 from connector.adapters.store.tables import sync_worker
 
 __all__ = ["PeerWorker", "WorkerRegistry", "new_worker_id"]
@@ -40,16 +41,6 @@ class PeerWorker:
     pid: int
     lease_until: datetime
     listener: bool
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process, alive
-    return True
 
 
 def _now() -> datetime:
@@ -91,7 +82,7 @@ class WorkerRegistry:
         gone = [
             w.id
             for w in self._rows()
-            if w.id != self.id and w.host == here and w.lease_until > _now() and not _alive(w.pid)
+            if w.id != self.id and w.host == here and w.lease_until > _now() and process_gone(w.pid)
         ]
         if gone:
             with self.engine.begin() as conn:
@@ -133,12 +124,15 @@ class WorkerRegistry:
         return [w for w in self._rows() if w.id != self.id and w.lease_until <= _now()]
 
     def reap(self, ids: list[str]) -> None:
-        """Forget dead workers once their reservations have been adopted."""
+        """Forget dead workers whose reservations have been adopted. A row stays until
+        ten leases after its expiry: outbox claims name it, and an expired holder is what
+        frees them (``OutboxStore.claim``)."""
         if ids:
             with self.engine.begin() as conn:
                 conn.execute(
                     sync_worker.delete().where(
-                        sync_worker.c.id.in_(ids), sync_worker.c.lease_until <= _now()
+                        sync_worker.c.id.in_(ids),
+                        sync_worker.c.lease_until <= _now() - 10 * self.lease,
                     )
                 )
 

@@ -50,6 +50,7 @@ def push_summary(stats: PushStats) -> str:
 async def sync_once() -> tuple[DrainStats, PushStats]:
     """Bind, resume, then drain the queue and push the outbox until both are empty."""
     from connector.adapters.store.journal import Journal
+    from connector.adapters.store.outbox import OutboxStore
     from connector.adapters.store.workers import WorkerRegistry
     from connector.service import wiring
     from connector.service.bindings import ensure_bindings
@@ -78,7 +79,14 @@ async def sync_once() -> tuple[DrainStats, PushStats]:
                 journal=Journal(engine, cfg.connector_id, registry.id),
                 peers_alive=lambda: bool(registry.peers()),
             )
-            pusher = Pusher(session.client, engine, mappings, cfg.connector_id, writer=writer)
+            pusher = Pusher(
+                session.client,
+                engine,
+                mappings,
+                cfg.connector_id,
+                writer=writer,
+                outbox=OutboxStore(engine, worker=registry.id),
+            )
             holds = Holds(drainer)
             total = await drainer.resume()
             total.add(await holds.sweep())
