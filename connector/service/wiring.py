@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy import Engine
@@ -26,10 +27,15 @@ from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.rate_ledger import ledger_for
 from connector.adapters.store.token_seal import TokenSeal
 from connector.adapters.store.tokens import TokenStore
+from connector.adapters.store.workers import WorkerRegistry
 from connector.core.mapping_model import MappingSet
 from connector.core.rate_bucket import BucketProfile
 from connector.errors import ConfigError
 from connector.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from connector.service.drainer import Drainer
+    from connector.service.pusher import Pusher
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +146,51 @@ async def portal_session(
             observer=observer,
         )
         yield PortalSession(client, oauth, governor, http, tokens)
+
+
+@dataclass
+class SyncServices:
+    """A drainer and a pusher sharing one writer, under one worker lease."""
+
+    drainer: Drainer
+    pusher: Pusher
+    registry: WorkerRegistry
+
+
+@asynccontextmanager
+async def leased_services(
+    cfg: Settings, engine: Engine, mappings: MappingSet, client: RestClient
+) -> AsyncIterator[SyncServices]:
+    """For the verbs that reserve queue records or claim outbox rows (``sync --once``,
+    ``conflicts resolve``, ``errors retry``): they hold a worker lease while they work,
+    so a ``run`` worker on the same database never adopts their live reservations."""
+    from connector.adapters.store.journal import Journal
+    from connector.adapters.store.outbox import OutboxStore
+    from connector.service.drainer import Drainer
+    from connector.service.lease import holding_lease
+    from connector.service.pusher import Pusher
+
+    registry = WorkerRegistry(engine, cfg.connector_id, lease_s=cfg.worker_lease)
+    async with holding_lease(registry):
+        writer = erp_writer(cfg, mappings)
+        drainer = Drainer(
+            client,
+            engine,
+            mappings,
+            cfg.connector_id,
+            writer=writer,
+            journal=Journal(engine, cfg.connector_id, registry.id),
+            peers_alive=lambda: bool(registry.peers()),
+        )
+        pusher = Pusher(
+            client,
+            engine,
+            mappings,
+            cfg.connector_id,
+            writer=writer,
+            outbox=OutboxStore(engine, worker=registry.id),
+        )
+        yield SyncServices(drainer, pusher, registry)
 
 
 def ready_engine(cfg: Settings) -> Engine:

@@ -172,18 +172,16 @@ def conflicts_resolve(
 
 async def _resolve(resolution: Any) -> Any:
     from connector.service import wiring
-    from connector.service.drainer import Drainer
-    from connector.service.pusher import Pusher
     from connector.service.resolver import Resolver
 
     cfg = wiring.settings()
     mappings = wiring.mappings(cfg)
     engine = wiring.ready_engine(cfg)
     try:
-        async with wiring.portal_session(cfg, engine) as session:
-            writer = wiring.erp_writer(cfg, mappings)
-            drainer = Drainer(session.client, engine, mappings, cfg.connector_id, writer=writer)
-            pusher = Pusher(session.client, engine, mappings, cfg.connector_id, writer=writer)
-            return await Resolver(drainer, pusher).resolve(resolution)
+        async with (
+            wiring.portal_session(cfg, engine) as session,
+            wiring.leased_services(cfg, engine, mappings, session.client) as services,
+        ):
+            return await Resolver(services.drainer, services.pusher).resolve(resolution)
     finally:
         engine.dispose()

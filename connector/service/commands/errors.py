@@ -64,7 +64,6 @@ async def _retry(error_id: int | None) -> dict[str, Any]:
 
     from connector.adapters.store.tables import sync_record_error
     from connector.service import wiring
-    from connector.service.drainer import Drainer
     from connector.service.holds import Holds
 
     cfg = wiring.settings()
@@ -88,10 +87,11 @@ async def _retry(error_id: int | None) -> dict[str, Any]:
                 .select_from(sync_record_error)
                 .where(sync_record_error.c.status == "open")
             ).scalar_one()
-        async with wiring.portal_session(cfg, engine) as session:
-            writer = wiring.erp_writer(cfg, mappings)
-            drainer = Drainer(session.client, engine, mappings, cfg.connector_id, writer=writer)
-            stats = await Holds(drainer).retry_errors(ids, force=True)
+        async with (
+            wiring.portal_session(cfg, engine) as session,
+            wiring.leased_services(cfg, engine, mappings, session.client) as services,
+        ):
+            stats = await Holds(services.drainer).retry_errors(ids, force=True)
         with engine.connect() as conn:
             after = conn.execute(
                 sa.select(sa.func.count())

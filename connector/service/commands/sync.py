@@ -49,44 +49,21 @@ def push_summary(stats: PushStats) -> str:
 
 async def sync_once() -> tuple[DrainStats, PushStats]:
     """Bind, resume, then drain the queue and push the outbox until both are empty."""
-    from connector.adapters.store.journal import Journal
-    from connector.adapters.store.outbox import OutboxStore
-    from connector.adapters.store.workers import WorkerRegistry
     from connector.service import wiring
     from connector.service.bindings import ensure_bindings
-    from connector.service.drainer import Drainer
     from connector.service.holds import Holds
-    from connector.service.lease import holding_lease
-    from connector.service.pusher import Pusher, PushStats
+    from connector.service.pusher import PushStats
 
     cfg = wiring.settings()
     mappings = wiring.mappings(cfg)
     engine = wiring.ready_engine(cfg)
     try:
-        registry = WorkerRegistry(engine, cfg.connector_id, lease_s=cfg.worker_lease)
         async with (
             wiring.portal_session(cfg, engine) as session,
-            holding_lease(registry),
+            wiring.leased_services(cfg, engine, mappings, session.client) as services,
         ):
             await ensure_bindings(session.client, mappings, cfg.connector_id)
-            writer = wiring.erp_writer(cfg, mappings)
-            drainer = Drainer(
-                session.client,
-                engine,
-                mappings,
-                cfg.connector_id,
-                writer=writer,
-                journal=Journal(engine, cfg.connector_id, registry.id),
-                peers_alive=lambda: bool(registry.peers()),
-            )
-            pusher = Pusher(
-                session.client,
-                engine,
-                mappings,
-                cfg.connector_id,
-                writer=writer,
-                outbox=OutboxStore(engine, worker=registry.id),
-            )
+            drainer, pusher = services.drainer, services.pusher
             holds = Holds(drainer)
             total = await drainer.resume()
             total.add(await holds.sweep())
