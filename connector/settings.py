@@ -109,6 +109,11 @@ class Settings(BaseSettings):
         ge=0,
         description="newer_wins: edits closer than this many seconds are a conflict",
     )
+    queue_limit: int = Field(
+        default=500,
+        ge=1,
+        description="records per event.offline.get (the source has no cap; 50 is the default)",
+    )
     worker_lease: float = Field(
         default=30.0,
         ge=1,

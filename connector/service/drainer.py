@@ -1,13 +1,17 @@
 """The drain cycle: reserve a batch of the offline queue, apply it, then clear it.
 
-One cycle (digest §7.6–7.9, §7.12)::
+One cycle (digest §7.6–7.9, §7.12, A7)::
 
-    event.offline.get clear=0 limit=50   → process_id + records
-    journal.reserve(process_id, records)  (committed before anything else)
+    batch: event.offline.error + event.offline.clear of the previous batch,
+           then event.offline.get clear=0 limit=500 → process_id + records
+    journal: previous → cleared; reserve(process_id, records) (committed before acting)
     batch: crm.<entity>.list filter[@ID]  (one request fetches every touched entity)
     one transaction: apply each record to the ERP tables + journal → applied
-    event.offline.error (conflicts, bad records) then event.offline.clear id[]
-    journal → cleared
+
+So a cycle is two requests whatever the batch size: the clear of a batch travels in the
+request that reserves the next one (the sub-calls run in order, so the ``get`` never sees
+what was just cleared). The last clear goes with the ``get`` that finds the queue empty,
+or alone through :meth:`Drainer.flush` when draining stops early.
 
 A crash anywhere re-delivers: :meth:`Drainer.resume` re-reads every unfinished
 ``process_id`` (``event.offline.get process_id=…``) before new work is taken, and adopts
@@ -45,6 +49,8 @@ from connector.errors import AmbiguousError, PortalError
 log = logging.getLogger(__name__)
 
 PAGE = 50
+QUEUE_LIMIT = 500
+"""Records per ``event.offline.get`` (``B24_QUEUE_LIMIT``): the source has no cap (A7)."""
 
 
 class Answerish(Protocol):
@@ -118,7 +124,7 @@ class Drainer:
         connector_id: str,
         *,
         worker: str = "",
-        limit: int = PAGE,
+        limit: int = QUEUE_LIMIT,
         checkpoint: Checkpoint = _no_checkpoint,
         adopt_orphans: bool = True,
         writer: ErpWriter | None = None,
@@ -132,6 +138,8 @@ class Drainer:
         self.journal = journal or Journal(engine, connector_id, worker)
         self.peers_alive = peers_alive  # None: no registry, this worker is alone
         self.record_locks = RecordLocks(engine, connector_id)
+        self._unsent: tuple[str, list[int], list[str]] | None = None  # applied, not cleared
+        self._capped: int | None = None  # a portal seen returning fewer than asked
         self.orphan_grace = orphan_grace
         self.writer = writer or ErpWriter(mappings)
         self.limit = limit
@@ -147,18 +155,18 @@ class Drainer:
         the journal could not record (the failure surfaces before the ``get``)."""
         await asyncio.to_thread(self.journal.ping)
         try:
-            answer = await self.portal.call("event.offline.get", {"clear": 0, "limit": self.limit})
+            result = await self._reserve_next()
         except AmbiguousError as exc:
             log.warning("%s; looking up the records it may have reserved", exc)
             found = await self.recover_orphans()
             if not found.resumed:
                 raise  # nothing was reserved: an ordinary transient failure
             return found
-        result = answer.result if isinstance(answer.result, Mapping) else {}
         events = result.get("events") or []
         process_id = result.get("process_id")
         if not events:
             return DrainStats()
+        self._notice_cap(len(events))
         if not isinstance(process_id, str) or not process_id:
             raise PortalError(
                 "event.offline.get clear=0 answered without a process_id "
@@ -166,7 +174,7 @@ class Drainer:
                 method="event.offline.get",
             )
         self.checkpoint("after_get")
-        return await self._process(process_id, list(events))
+        return await self._process(process_id, list(events), fold=True)
 
     async def drain_until_empty(self, max_batches: int | None = None) -> DrainStats:
         total = DrainStats()
@@ -175,9 +183,71 @@ class Drainer:
             if not stats.records:
                 break
             total.add(stats)
+        await self.flush()
         return total
 
-    async def _process(self, process_id: str, events: list[Any]) -> DrainStats:
+    async def flush(self) -> None:
+        """Send the clear still owed for the last applied batch (when draining stops
+        before a next ``get`` could carry it)."""
+        if self._unsent is not None:
+            process_id, record_ids, flagged = self._unsent
+            await self._finish(process_id, record_ids, flagged)
+            self._unsent = None
+
+    async def _reserve_next(self) -> Mapping[str, Any]:
+        """``event.offline.get``, carrying the previous batch's error + clear if one is owed."""
+        get = {"clear": 0, "limit": self.limit}
+        if self._unsent is None:
+            answer = await self.portal.call("event.offline.get", get)
+            return answer.result if isinstance(answer.result, Mapping) else {}
+        process_id, record_ids, flagged = self._unsent
+        commands = []
+        if flagged:
+            commands.append(
+                Command(
+                    "flag",
+                    "event.offline.error",
+                    {"process_id": process_id, "message_id": list(flagged)},
+                )
+            )
+        commands.append(
+            Command("clear", "event.offline.clear", {"process_id": process_id, "id": record_ids})
+        )
+        commands.append(Command("get", "event.offline.get", get))
+        outcomes = await self.portal.batch(commands)
+        finished = all(outcomes[c.key].error is None for c in commands[:-1])
+        if finished:
+            self._unsent = None
+            self.checkpoint("after_clear")
+            await asyncio.to_thread(self.journal.mark_cleared, process_id)
+        else:  # kept owed: the next cycle (or a resume) sends it again
+            failed = next(outcomes[c.key].error for c in commands[:-1] if outcomes[c.key].error)
+            log.warning("clearing process %s failed, will retry: %s", process_id, failed)
+        got = outcomes["get"]
+        if got.error is not None:
+            raise got.error
+        return got.result if isinstance(got.result, Mapping) else {}
+
+    def _notice_cap(self, returned: int) -> None:
+        """A portal answering fewer records than asked, again and again while more are
+        queued, caps the batch: say so once (the drain goes on, in smaller strides)."""
+        if returned >= self.limit:
+            return
+        if self._capped is None:
+            self._capped = returned
+        elif self._capped == returned:
+            log.warning(
+                "the portal returns at most %d queue records per event.offline.get "
+                "(asked %d); B24_QUEUE_LIMIT=%d saves nothing here",
+                returned,
+                self.limit,
+                returned,
+            )
+            self._capped = -1  # said once
+
+    async def _process(
+        self, process_id: str, events: list[Any], *, fold: bool = False
+    ) -> DrainStats:
         plan = plan_batch(events, self.mappings)
         record_ids = plan.record_ids()
         await asyncio.to_thread(self.journal.reserve, process_id, events, record_ids)
@@ -192,7 +262,10 @@ class Drainer:
         finally:
             await asyncio.to_thread(self.record_locks.release, held)
         self.checkpoint("after_commit")
-        await self._finish(process_id, record_ids, flagged)
+        if fold:  # cleared by the request that reserves the next batch
+            self._unsent = (process_id, list(record_ids), list(flagged))
+        else:
+            await self._finish(process_id, record_ids, flagged)
         return stats
 
     async def _fetch(self, plan: DrainPlan) -> dict[tuple[str, int], Mapping[str, Any]]:
@@ -350,6 +423,8 @@ class Drainer:
         return total
 
     async def _resume_entry(self, entry: JournalEntry) -> DrainStats:
+        if self._unsent is not None and self._unsent[0] == entry.process_id:
+            self._unsent = None  # finished here and now
         if entry.state == APPLIED:
             await self._finish(entry.process_id, entry.record_ids, entry.flagged)
             return DrainStats()

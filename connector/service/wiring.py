@@ -181,6 +181,7 @@ async def leased_services(
             writer=writer,
             journal=Journal(engine, cfg.connector_id, registry.id),
             peers_alive=lambda: bool(registry.peers()),
+            limit=cfg.queue_limit,
         )
         pusher = Pusher(
             client,

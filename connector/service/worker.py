@@ -59,7 +59,7 @@ from connector.errors import (
     StoreError,
 )
 from connector.service.bindings import ensure_bindings
-from connector.service.drainer import Drainer, DrainStats, PortalCalls
+from connector.service.drainer import QUEUE_LIMIT, Drainer, DrainStats, PortalCalls
 from connector.service.health import HealthServer, Metrics
 from connector.service.holds import Holds
 from connector.service.pusher import Pusher, PushStats
@@ -94,6 +94,7 @@ class Worker:
         metrics: Metrics | None = None,
         health: tuple[str, int] | None = None,
         registry: WorkerRegistry | None = None,
+        queue_limit: int = QUEUE_LIMIT,
     ) -> None:
         self.client = client
         self.http = http
@@ -115,6 +116,7 @@ class Worker:
             writer=writer,
             journal=Journal(engine, connector_id, self.registry.id),
             peers_alive=lambda: bool(self.registry.peers()),
+            limit=queue_limit,
         )
         self.pusher = Pusher(
             client,
@@ -449,6 +451,7 @@ class Worker:
                     if not batch.records:
                         break
                 async with self.turns:
+                    await self.drainer.flush()  # a stop before the queue ran empty
                     self.stats.totals.add(await self.holds.settle())
                 self.stats.drains += 1
             except (FatalPortalError, AuthRevokedError):

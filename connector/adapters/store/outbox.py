@@ -100,7 +100,12 @@ class OutboxStore:
         """Claim the oldest pending records (every pending row of each), oldest first."""
         now = _now()
         stale = now - timedelta(seconds=self.lease)
-        expired = sa.select(sync_worker.c.id).where(sync_worker.c.lease_until <= now)
+        with self.engine.connect() as conn:  # read apart: the claim below locks outbox rows only
+            expired = list(
+                conn.execute(
+                    sa.select(sync_worker.c.id).where(sync_worker.c.lease_until <= now)
+                ).scalars()
+            )
         free = sa.or_(
             sync_outbox.c.locked_by.is_(None),
             sync_outbox.c.locked_by == self.worker,

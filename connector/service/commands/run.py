@@ -40,6 +40,7 @@ async def run_worker(
                 metrics=metrics,
                 health=health,
                 registry=WorkerRegistry(engine, cfg.connector_id, lease_s=cfg.worker_lease),
+                queue_limit=cfg.queue_limit,
             )
             metrics.watch(
                 governor=lambda: session.governor,
