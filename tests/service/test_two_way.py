@@ -210,14 +210,19 @@ async def test_an_erp_edit_no_trigger_saw_is_pushed_once_the_drain_finds_it(two:
             if table == "erp_company":
                 suffix = " ON erp_company" if conn.dialect.name == "postgresql" else ""
                 conn.exec_driver_sql(f"DROP TRIGGER {name}{suffix}")
-    two.sql("UPDATE erp_company SET comments = 'unseen' WHERE b24_id = :b", b=cid)
-    assert two.count("SELECT count(*) FROM sync_outbox WHERE status = 'pending'") == 0
-    two.bench.emulator.ui_update("crm.company", cid, {"TITLE": "Renamed"})
-    await two.drain()
-    assert two.count("SELECT count(*) FROM sync_outbox WHERE status = 'pending'") == 1
-    await two.push()
-    assert (two.portal(cid)["TITLE"], two.portal(cid)["COMMENTS"]) == ("Renamed", "unseen")
-    assert two.erp_row(cid)["title"] == "Renamed"
+    try:
+        two.sql("UPDATE erp_company SET comments = 'unseen' WHERE b24_id = :b", b=cid)
+        assert two.count("SELECT count(*) FROM sync_outbox WHERE status = 'pending'") == 0
+        two.bench.emulator.ui_update("crm.company", cid, {"TITLE": "Renamed"})
+        await two.drain()
+        assert two.count("SELECT count(*) FROM sync_outbox WHERE status = 'pending'") == 1
+        await two.push()
+        assert (two.portal(cid)["TITLE"], two.portal(cid)["COMMENTS"]) == ("Renamed", "unseen")
+        assert two.erp_row(cid)["title"] == "Renamed"
+    finally:  # the schema database is shared by the tests that follow: triggers back
+        from connector.adapters.store.erp_schema import sync_erp_schema
+
+        sync_erp_schema(two.bench.engine, two.bench.mappings)
 
 
 @pytest.mark.parametrize("order", ["drain_first", "push_first"])

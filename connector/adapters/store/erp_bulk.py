@@ -302,6 +302,9 @@ def _apply_chunk(
         outcomes[up.index] = outcome
     for run in _runs(new_rows):
         conn.execute(parent.insert(), run)
+    writer.table_stats.inserted(
+        conn, [m.table, "sync_link", *(mf.table for mf in m.multifields)], len(new_rows)
+    )
     if new_rows:
         new_ids = [n[m.b24_id_column] for n in new_rows]
         for part in _chunks(new_ids):

@@ -34,6 +34,7 @@ from connector.adapters.store.erp_tables import (
     MULTI_VALUE_ID,
     erp_metadata,
 )
+from connector.adapters.store.table_stats import TableStats
 from connector.adapters.store.tables import sync_conflict, sync_link, sync_record_error
 from connector.core.field_values import canonical, erp_canonical, to_erp, to_portal
 from connector.core.mapping_model import DeletePolicy, EntityMapping, FieldMapping, MappingSet
@@ -79,6 +80,7 @@ class ErpWriter:
         self.mappings = mappings
         self.metadata = erp_metadata(mappings)
         self.skew = timedelta(seconds=skew)  # newer_wins: closer than this is a conflict
+        self.table_stats = TableStats()  # PostgreSQL: ANALYZE as a large load grows a table
 
     def table(self, name: str) -> Table:
         return self.metadata.tables[name]
