@@ -45,7 +45,7 @@ from connector.adapters.store.database import write_transaction
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.journal import APPLIED, CLEARED
 from connector.adapters.store.tables import sync_cursor, sync_journal, sync_link
-from connector.core.batch_commands import MAX_COMMANDS
+from connector.core.batch_commands import MAX_COMMANDS, Command, CommandOutcome
 from connector.core.id_window import IdWindow, page_rows, row_id
 from connector.core.mapping_model import EntityMapping, MappingSet
 from connector.core.queue_records import plan_batch
@@ -67,6 +67,13 @@ log = logging.getLogger(__name__)
 CURSOR_PREFIX = "backfill:"
 LINK_CHUNK = 500  # IDs per IN (...) when reading links; far below every backend's limit
 APPLY_ATTEMPTS = 3  # a window lost to a concurrent writer's unique key is re-applied
+
+
+class BindingsAnswer(Protocol):
+    """What ``ensure_bindings`` returns, as far as backfill reads it."""
+
+    @property
+    def probes(self) -> Mapping[str, CommandOutcome]: ...
 
 
 class Answerish(Protocol):
@@ -164,6 +171,10 @@ Checkpoint = Callable[[str], None]
 transaction, after its first record), ``after_commit`` (window and cursor committed)."""
 
 
+UNPROBED = object()
+"""No start-up probe was made for the entity: :meth:`Backfiller.entity` probes itself."""
+
+
 def _no_checkpoint(_: str) -> None:
     return None
 
@@ -252,13 +263,36 @@ class Backfiller:
         *,
         restart: bool = False,
         progress: BackfillProgress | None = None,
+        tops: Mapping[str, int | None] | None = None,
     ) -> BackfillStats:
+        """``tops``: highest IDs already probed (in the start-up batch); probed here else."""
         stats = BackfillStats()
         for mapping in entities if entities is not None else list(self.mappings):
             stats.entities[mapping.entity] = await self.entity(
-                mapping, restart=restart, progress=progress
+                mapping,
+                restart=restart,
+                progress=progress,
+                top=(tops or {}).get(mapping.entity, UNPROBED),
             )
         return stats
+
+    @staticmethod
+    def top_probe(mapping: EntityMapping) -> Command:
+        """The highest-ID read of ``mapping``, as a command for the start-up batch."""
+        return Command(
+            f"top_{mapping.entity.replace('.', '_')}",
+            f"{mapping.entity}.list",
+            {"order": {"ID": "DESC"}, "select": ["ID"], "start": -1},
+        )
+
+    @staticmethod
+    def top_from(mapping: EntityMapping, outcome: CommandOutcome) -> int | None:
+        if outcome.error is not None:
+            code = getattr(outcome.error, "code", None)
+            log.warning("backfill %s: cannot estimate the size (%s)", mapping.entity, code)
+            return None
+        rows = page_rows(outcome.result)
+        return row_id(rows[0]) if rows else 0
 
     async def entity(
         self,
@@ -266,6 +300,7 @@ class Backfiller:
         *,
         restart: bool = False,
         progress: BackfillProgress | None = None,
+        top: int | object | None = UNPROBED,
     ) -> EntityStats:
         """Backfill one entity from its cursor (from 0 with ``restart``) to the end."""
         name = cursor_name(mapping.entity)
@@ -277,7 +312,9 @@ class Backfiller:
             if progress is not None:
                 progress.entity_done(mapping.entity, stats)
             return stats
-        top = await self._top_id(mapping)
+        if top is UNPROBED:
+            top = await self._top_id(mapping)
+        assert top is None or isinstance(top, int)
         if progress is not None:
             progress.entity_started(mapping.entity, after=state.last_id, top_id=top)
         if top is None or top > state.last_id:
@@ -536,6 +573,7 @@ async def run_backfill(
     progress: BackfillProgress | None = None,
     restart: bool = False,
     before_read: Callable[[], Awaitable[object]] | None = None,
+    bindings: Callable[[Sequence[Command]], Awaitable[BindingsAnswer]] | None = None,
     pages_per_request: int = MAX_COMMANDS,
     checkpoint: Checkpoint = _no_checkpoint,
 ) -> BackfillStats:
@@ -543,12 +581,20 @@ async def run_backfill(
 
     ``before_read`` runs once before the first portal read: the caller passes the step
     that ensures the offline event bindings (design invariant: bindings exist before any
-    read of portal state, so no change between backfill and drain is lost).
+    read of portal state, so no change between backfill and drain is lost). ``bindings``
+    does the same and takes the highest-ID probes along (``ensure_bindings(probes=…)``),
+    so start-up is one request; their answers count only when no bind was needed.
     """
     chosen = resolve_entities(mappings, entities)
     if before_read is not None:
         await before_read()
+    tops: dict[str, int | None] = {}
+    if bindings is not None:  # one start-up request: checks, bindings and the top IDs
+        probes = {Backfiller.top_probe(m).key: m for m in chosen}
+        answer = await bindings([Backfiller.top_probe(m) for m in chosen])
+        for key, outcome in answer.probes.items():
+            tops[probes[key].entity] = Backfiller.top_from(probes[key], outcome)
     backfiller = Backfiller(
         client, engine, mappings, pages_per_request=pages_per_request, checkpoint=checkpoint
     )
-    return await backfiller.run(chosen, restart=restart, progress=progress)
+    return await backfiller.run(chosen, restart=restart, progress=progress, tops=tops)

@@ -50,3 +50,25 @@ async def test_a_plan_without_the_features_is_refused(
     with pytest.raises(ConfigError, match=missing) as info:
         await ensure_bindings(bench.client, bench.mappings, CONNECTOR)
     assert info.value.exit_code == 2
+
+
+async def test_a_restart_is_one_request_before_the_first_page(bench: Bench) -> None:
+    """Bindings in place: feature checks, event.get and the highest-ID probes of every
+    entity travel in one batch, and backfill uses the probes instead of reading again."""
+    from connector.service.backfill import run_backfill
+
+    await ensure_bindings(bench.client, bench.mappings, CONNECTOR)
+    ids = [bench.emulator.ui_add("crm.company", {"TITLE": f"C{n}"}) for n in range(3)]
+    seen = len(bench.emulator.requests())
+
+    async def bindings(probes: list[object]) -> object:
+        return await ensure_bindings(bench.client, bench.mappings, CONNECTOR, probes=probes)  # type: ignore[arg-type]
+
+    stats = await run_backfill(
+        bench.client, bench.engine, bench.mappings, entities=["company"], bindings=bindings
+    )
+    start_up, *rest = bench.emulator.requests()[seen:]
+    assert start_up.method == "batch"
+    assert len(start_up.params["cmd"]) == 4  # 2 feature.get, event.get, 1 probe
+    assert all(e.method == "batch" for e in rest)  # no probe of its own: pages only
+    assert stats.entities["crm.company"].inserted == len(ids)

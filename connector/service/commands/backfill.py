@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 import click
 
+from connector.core.batch_commands import Command
 from connector.service.backfill import BackfillProgress, BackfillStats, EntityStats
 
 __all__ = ["LineProgress", "RichProgress", "backfill", "summary_line"]
@@ -149,14 +150,14 @@ async def _run(
     """Open the portal session, bind the offline events first, then backfill."""
     from connector.service import wiring
     from connector.service.backfill import run_backfill
-    from connector.service.bindings import ensure_bindings
+    from connector.service.bindings import BindingReport, ensure_bindings
 
     sink = _progress_for(sys.stdout)
     async with wiring.portal_session(cfg, engine) as session:
         client = session.client
 
-        async def bind() -> None:
-            await ensure_bindings(client, mappings, cfg.connector_id)
+        async def bind(probes: Sequence[Command]) -> BindingReport:
+            return await ensure_bindings(client, mappings, cfg.connector_id, probes=probes)
 
         with sink if isinstance(sink, RichProgress) else contextlib.nullcontext():
             return await run_backfill(
@@ -166,7 +167,7 @@ async def _run(
                 entities=list(entities) or None,
                 progress=sink,
                 restart=restart,
-                before_read=bind,
+                bindings=bind,
             )
 
 
