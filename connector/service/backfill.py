@@ -46,10 +46,12 @@ from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.journal import APPLIED, CLEARED
 from connector.adapters.store.tables import sync_cursor, sync_journal, sync_link
 from connector.core.batch_commands import MAX_COMMANDS, Command, CommandOutcome
+from connector.core.id_ranges import split_ranges
 from connector.core.id_window import IdWindow, page_rows, row_id
 from connector.core.mapping_model import EntityMapping, MappingSet
 from connector.core.queue_records import plan_batch
 from connector.errors import ConfigError, PortalError
+from connector.service.backfill_ranges import read_ranges
 
 __all__ = [
     "BackfillProgress",
@@ -171,6 +173,12 @@ Checkpoint = Callable[[str], None]
 transaction, after its first record), ``after_commit`` (window and cursor committed)."""
 
 
+RANGES = 4
+"""ID ranges read concurrently when the span is wide (enough requests in flight to keep
+the bucket busy when each batch takes a second)."""
+MIN_RANGE_IDS = 2500
+"""No range narrower than one chained request's worth of dense IDs (50 pages x 50)."""
+
 UNPROBED = object()
 """No start-up probe was made for the entity: :meth:`Backfiller.entity` probes itself."""
 
@@ -242,6 +250,8 @@ class Backfiller:
         checkpoint: Checkpoint = _no_checkpoint,
         now: Callable[[], datetime] = _utc_now,
         prefetch: bool = True,
+        ranges: int = RANGES,
+        min_range_ids: int = MIN_RANGE_IDS,
     ) -> None:
         if not 1 <= pages_per_request <= MAX_COMMANDS:
             raise ValueError(f"pages_per_request must be 1..{MAX_COMMANDS}")
@@ -253,6 +263,8 @@ class Backfiller:
         self.checkpoint = checkpoint
         self.now = now
         self.prefetch = prefetch
+        self.ranges = ranges
+        self.min_range_ids = min_range_ids
         self._second_precision = engine.dialect.name in ("mysql", "mariadb")
 
     # --- the run -------------------------------------------------------------------------
@@ -349,6 +361,11 @@ class Backfiller:
         prefetched window is only read, never committed, before its turn: a kill loses
         nothing but that read.
         """
+        if top is not None and self.ranges > 1:
+            spans = split_ranges(after, top, self.ranges, self.min_range_ids)
+            if len(spans) > 1:
+                await read_ranges(self, mapping, spans, stats, progress)
+                return
         window = IdWindow(f"{mapping.entity}.list", {"select": mapping.portal_codes()})
         pages = self.portal.iter_pages(
             window, after=after, batched=True, pages_per_request=self.pages_per_request
@@ -447,7 +464,11 @@ class Backfiller:
     # --- one window ---------------------------------------------------------------------
 
     def _apply_window(
-        self, mapping: EntityMapping, rows: Sequence[Mapping[str, Any]], read_at: datetime
+        self,
+        mapping: EntityMapping,
+        rows: Sequence[Mapping[str, Any]],
+        read_at: datetime,
+        cursor_to: int | None = None,
     ) -> EntityStats:
         """Apply one window and move the cursor, all in one transaction.
 
@@ -457,7 +478,7 @@ class Backfiller:
         """
         for attempt in range(1, APPLY_ATTEMPTS + 1):
             try:
-                return self._apply_window_once(mapping, rows, read_at)
+                return self._apply_window_once(mapping, rows, read_at, cursor_to)
             except sa.exc.IntegrityError:
                 # a concurrent drainer inserted a link first; its row is fresher and the
                 # next attempt sees it (and skips that record)
@@ -473,7 +494,10 @@ class Backfiller:
         mapping: EntityMapping,
         rows: Sequence[Mapping[str, Any]],
         read_at: datetime,
+        cursor_to: int | None = None,
     ) -> EntityStats:
+        """``cursor_to``: what the cursor records (ranges read side by side: the
+        contiguous prefix); the window's last ID otherwise."""
         stats = EntityStats(mapping.entity, windows=1)
         ids = [row_id(r) for r in rows]
         cutoff = self._cutoff(read_at)
@@ -522,7 +546,8 @@ class Backfiller:
                 ).first()
                 is not None
             )
-            self._write_cursor(conn, name, stats.last_id, finished=False, exists=exists)
+            at = stats.last_id if cursor_to is None else cursor_to
+            self._write_cursor(conn, name, at, finished=False, exists=exists)
         return stats
 
     def _cutoff(self, read_at: datetime) -> datetime:
