@@ -90,6 +90,9 @@ async def read_ranges(
                     await queue.put((index, None, read_at))
                     return
                 await queue.put((index, rows, read_at))
+                if row_id(rows[-1]) >= span.hi:  # the range's last ID: no request to find
+                    await queue.put((index, None, read_at))  # an empty page after it
+                    return
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # handed to the applier, which raises it
