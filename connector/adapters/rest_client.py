@@ -250,6 +250,17 @@ class RestClient:
         if error is not None:
             if self.governor is not None:
                 await self.governor.on_error(method, error)
+            if (
+                isinstance(error, RetriableError)
+                and error.status in _MAYBE_DONE
+                and _reserves(method, params)
+            ):
+                raise AmbiguousError(
+                    f"{error.message}; the portal may have reserved queue records for it",
+                    code=error.code,
+                    status=error.status,
+                    method=method,
+                ) from None
             raise error
         if self.governor is not None:
             self.governor.observe(method, body)
@@ -279,6 +290,9 @@ class RestClient:
         )
 
 
+_MAYBE_DONE = (500, 502, 504)
+"""Answers after which the portal may have carried the call out (a proxy's 502/504, a
+500 after the work); 503 is the limiter refusing before any work."""
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 """Failures before the request left: retrying those can never do anything twice."""
 

@@ -214,15 +214,16 @@ class Drainer:
             Command("clear", "event.offline.clear", {"process_id": process_id, "id": record_ids})
         )
         commands.append(Command("get", "event.offline.get", get))
-        outcomes = await self.portal.batch(commands)
-        finished = all(outcomes[c.key].error is None for c in commands[:-1])
-        if finished:
-            self._unsent = None
-            self.checkpoint("after_clear")
-            await asyncio.to_thread(self.journal.mark_cleared, process_id)
-        else:  # kept owed: the next cycle (or a resume) sends it again
-            failed = next(outcomes[c.key].error for c in commands[:-1] if outcomes[c.key].error)
-            log.warning("clearing process %s failed, will retry: %s", process_id, failed)
+        # halt: a failed flag must not let the clear delete the records it should hold,
+        # and a failed clear must not let a get reserve more before it is sorted out
+        outcomes = await self.portal.batch(commands, halt=True)
+        failed = next((outcomes[c.key].error for c in commands[:-1] if outcomes[c.key].error), None)
+        if failed is not None:  # still owed: the journal says APPLIED, a resume finishes it
+            log.warning("clearing process %s failed: %s", process_id, failed)
+            raise failed
+        self._unsent = None
+        self.checkpoint("after_clear")
+        await asyncio.to_thread(self.journal.mark_cleared, process_id)
         got = outcomes["get"]
         if got.error is not None:
             raise got.error
@@ -263,6 +264,7 @@ class Drainer:
             await asyncio.to_thread(self.record_locks.release, held)
         self.checkpoint("after_commit")
         if fold:  # cleared by the request that reserves the next batch
+            await self.flush()  # (never two owed at once)
             self._unsent = (process_id, list(record_ids), list(flagged))
         else:
             await self._finish(process_id, record_ids, flagged)

@@ -15,7 +15,7 @@ from connector.core.batch_commands import Command, result_ref
 from connector.core.client_clock import ManualClock
 from connector.core.id_window import IdWindow
 from connector.core.rate_bucket import BucketProfile
-from connector.errors import FatalPortalError, RejectedError, RetriableError
+from connector.errors import AmbiguousError, FatalPortalError, RejectedError, RetriableError
 from tests.adapters.portal_fakes import OAUTH, REST, FakePortal, MemoryTokens, stored
 
 
@@ -293,3 +293,18 @@ async def test_governor_paces_a_burst() -> None:
 
     assert rig.governor.stats.acquired - rig.governor.stats.waited == 40
     assert rig.clock.now() - start == pytest.approx(20 / 2.0)
+
+
+async def test_a_reserving_get_is_not_retried_after_an_answer_that_may_hide_its_work() -> None:
+    """A 502 after event.offline.get (without process_id) may have reserved records: it
+    raises AmbiguousError at once; the same 502 on a re-read is retried as usual."""
+    async with Rig(attempts=3) as rig:
+        gateway = (502, {"error": "BAD_GATEWAY", "error_description": "proxy"})
+        ok = (200, {"result": {"events": [], "process_id": None}})
+        rig.portal.script("event.offline.get", gateway, gateway, ok)
+        with pytest.raises(AmbiguousError):
+            await rig.client.call("event.offline.get", {"clear": 0, "limit": 500})
+        assert len(rig.portal.requests_for("event.offline.get")) == 1
+        await rig.client.call("event.offline.get", {"process_id": "p1", "clear": 0})
+
+    assert len(rig.portal.requests_for("event.offline.get")) == 3

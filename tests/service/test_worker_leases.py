@@ -22,6 +22,7 @@ from connector.adapters.store.tables import sync_journal, sync_worker
 from connector.adapters.store.workers import WorkerRegistry
 from connector.emulator.app import Emulator
 from connector.emulator.server import ServerThread
+from connector.errors import PortalError
 from connector.service.drainer import Drainer
 from connector.service.worker import Worker
 from tests.service.drain_harness import (
@@ -291,3 +292,56 @@ async def test_outbox_claims_of_a_worker_whose_lease_expired_are_free(bench: Ben
     expire(bench, gone.id)
     [record] = live.claim(10)
     assert record.entity == "crm.company"
+
+
+async def test_a_failed_folded_clear_stops_the_get_and_a_resume_finishes_it(
+    bench: Bench,
+) -> None:
+    """The clear riding with the next get fails: the batch halts (no new reservation, no
+    clear of records still to flag), the error surfaces, and a resume clears the batch."""
+    for n in range(2):
+        bench.emulator.ui_add("crm.company", {"TITLE": f"C{n}"})
+    drainer = bench.drainer()
+    first = await drainer.drain_once()
+    assert first.inserted == 2 and drainer._unsent is not None  # the clear is owed
+    bench.emulator.ui_add("crm.company", {"TITLE": "Next"})
+    bench.emulator.set_faults(fail_methods={"event.offline.clear": 1})
+    with pytest.raises(PortalError):
+        await drainer.drain_once()
+    queue = bench.queue()
+    assert len(queue) == 3
+    assert len({r["PROCESS_ID"] for r in queue if r["PROCESS_ID"]}) == 1  # "Next" not taken
+
+    bench.emulator.clear_faults()
+    await drainer.resume()
+    await drainer.drain_until_empty()
+    assert bench.queue() == []
+    assert sorted(r["title"] for r in bench.rows("erp_company")) == ["C0", "C1", "Next"]
+
+
+async def test_only_a_worker_of_this_pid_namespace_is_declared_dead_by_its_pid(
+    bench: Bench,
+) -> None:
+    """Same host name, other PID namespace (a container with host networking): its PID
+    means nothing here, so only its lease can end it."""
+    from connector.adapters.store.local_process import host_identity
+
+    now = datetime.now(UTC)
+    gone_pid = 2**22 + 12345  # above pid_max: no such process
+    with bench.engine.begin() as conn:
+        for wid, host in (("here", host_identity()), ("container", "vm/pidns-1/boot-x")):
+            conn.execute(
+                sync_worker.insert().values(
+                    id=wid,
+                    connector_id=CONNECTOR,
+                    host=host,
+                    pid=gone_pid,
+                    started_at=now,
+                    heartbeat_at=now,
+                    lease_until=now + timedelta(seconds=30),
+                    listener=False,
+                )
+            )
+    me = WorkerRegistry(bench.engine, CONNECTOR, worker_id="me")
+    assert me.expire_gone_local() == ["here"]
+    assert [w.id for w in me.peers()] == ["container"]

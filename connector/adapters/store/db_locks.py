@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from connector.errors import StoreError
+
 __all__ = ["ListenerLock", "RecordLocks", "lock_key"]
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,7 @@ class ListenerLock:
             self._conn.commit()
         except SQLAlchemyError:
             log.warning("the listener lock's connection was lost; the lock with it")
-            self._drop()
+            self._drop(invalidate=True)
             return False
         return True
 
@@ -110,16 +112,22 @@ class ListenerLock:
                 )
             conn.commit()
         except SQLAlchemyError:
-            pass  # closing the connection frees it anyway
+            self._drop(invalidate=True)  # ending the session frees the lock
+            return
         self._drop()
 
-    def _drop(self) -> None:
+    def _drop(self, *, invalidate: bool = False) -> None:
+        """Give the connection up; ``invalidate`` ends its session (and any lock it still
+        holds) instead of handing it back to the pool."""
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except SQLAlchemyError:
+        if conn is None:
+            return
+        try:
+            if invalidate:
                 conn.invalidate()
+            conn.close()
+        except SQLAlchemyError:
+            conn.invalidate()
 
 
 class RecordLocks:
@@ -161,7 +169,11 @@ class RecordLocks:
                         {"n": _lock_name(self.connector_id, entity, ident), "t": timeout_s},
                     ).scalar()
                     if got != 1:
-                        raise TimeoutError(f"record lock on {entity} {ident} not granted")
+                        raise StoreError(
+                            f"the record lock on {entity} {ident} was not granted in "
+                            f"{timeout_s:.0f} s (a peer's batch holds it)",
+                            transient=True,
+                        )
         except BaseException:
             self.release(conn)
             raise

@@ -20,7 +20,6 @@ portal (it then looks an add up by ``ORIGIN_ID`` before adding again).
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from connector.adapters.store.database import write_transaction
-from connector.adapters.store.local_process import process_gone
+from connector.adapters.store.local_process import host_identity, process_gone
 from connector.adapters.store.tables import sync_outbox, sync_worker
 
 PENDING = "pending"
@@ -42,13 +41,13 @@ HELD = "held"
 
 def worker_id() -> str:
     """``host:pid:token``: who holds a claim, and whether that process is still alive."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{host_identity()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _holder_is_dead(holder: str) -> bool:
     host, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != host_identity() or not pid_text.isdigit():
         return False
     return process_gone(int(pid_text))
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,10 +138,17 @@ class TokenSeal:
                 f"B24_SECRET_KEY or B24_SECRET_KEY_FILE (looked for {path})"
             )
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # written whole under a temporary name, then linked into place: a reader never
+        # sees a half-written key, and of two processes racing, the first link wins
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it first: use theirs
-            return _as_fernet_key(path.read_text(), str(path))
-        with os.fdopen(fd, "w") as handle:
-            handle.write(new_key() + "\n")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(new_key() + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):  # another process won: use theirs
+                os.link(draft, path)
+        finally:
+            draft.unlink(missing_ok=True)
         return _as_fernet_key(path.read_text(), str(path))

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from connector.adapters.store.local_process import process_gone
+from connector.adapters.store.local_process import host_identity, process_gone
 from connector.adapters.store.tables import sync_worker
 
 __all__ = ["PeerWorker", "WorkerRegistry", "new_worker_id"]
@@ -78,7 +78,7 @@ class WorkerRegistry:
 
     def expire_gone_local(self) -> list[str]:
         """End the lease of every worker of this host whose process no longer exists."""
-        here = socket.gethostname()[:255]
+        here = host_identity()
         gone = [
             w.id
             for w in self._rows()
@@ -108,7 +108,7 @@ class WorkerRegistry:
                     sync_worker.insert().values(
                         id=self.id,
                         connector_id=self.connector_id,
-                        host=socket.gethostname()[:255],
+                        host=host_identity()[:255],
                         pid=os.getpid(),
                         started_at=now,
                         listener=bool(listener),
