@@ -410,15 +410,12 @@ class Backfiller:
         paying one more (49 chained, wasted) list request to find the end: anything
         created later carries a queue event, as the bindings predate this probe.
         """
+        probe = self.top_probe(mapping)
         try:
-            answer = await self.portal.call(
-                f"{mapping.entity}.list", {"order": {"ID": "DESC"}, "select": ["ID"], "start": -1}
-            )
-            rows = page_rows(answer.result)
-            return row_id(rows[0]) if rows else 0
+            answer = await self.portal.call(probe.method, probe.params)
         except PortalError as exc:
-            log.warning("backfill %s: cannot estimate the size (%s)", mapping.entity, exc.code)
-            return None
+            return self.top_from(mapping, CommandOutcome(probe.key, probe.method, error=exc))
+        return self.top_from(mapping, CommandOutcome(probe.key, probe.method, answer.result))
 
     # --- the cursor -----------------------------------------------------------------------
 
@@ -597,22 +594,19 @@ async def run_backfill(
     entities: Iterable[str] | None = None,
     progress: BackfillProgress | None = None,
     restart: bool = False,
-    before_read: Callable[[], Awaitable[object]] | None = None,
     bindings: Callable[[Sequence[Command]], Awaitable[BindingsAnswer]] | None = None,
     pages_per_request: int = MAX_COMMANDS,
     checkpoint: Checkpoint = _no_checkpoint,
 ) -> BackfillStats:
     """Backfill ``entities`` (names like ``crm.company`` or ``company``; all when ``None``).
 
-    ``before_read`` runs once before the first portal read: the caller passes the step
-    that ensures the offline event bindings (design invariant: bindings exist before any
-    read of portal state, so no change between backfill and drain is lost). ``bindings``
-    does the same and takes the highest-ID probes along (``ensure_bindings(probes=…)``),
-    so start-up is one request; their answers count only when no bind was needed.
+    ``bindings`` runs once before the first portal read: the caller passes the step that
+    ensures the offline event bindings (design invariant: bindings exist before any read
+    of portal state, so no change between backfill and drain is lost). It takes the
+    highest-ID probes along (``ensure_bindings(probes=…)``), so start-up is one request;
+    their answers count only when no bind was needed.
     """
     chosen = resolve_entities(mappings, entities)
-    if before_read is not None:
-        await before_read()
     tops: dict[str, int | None] = {}
     if bindings is not None:  # one start-up request: checks, bindings and the top IDs
         probes = {Backfiller.top_probe(m).key: m for m in chosen}

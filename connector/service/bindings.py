@@ -71,11 +71,6 @@ def _features_from(outcomes: Mapping[str, CommandOutcome]) -> dict[str, bool]:
     return found
 
 
-async def check_features(portal: PortalCalls) -> dict[str, bool]:
-    """``feature.get`` for each required feature (one batch); ConfigError if one is missing."""
-    return _features_from(await portal.batch(_feature_commands()))
-
-
 def offline_bindings(rows: Any, connector_id: str) -> set[str]:
     """Event names bound offline for ``connector_id`` in an ``event.get`` answer."""
     names: set[str] = set()
