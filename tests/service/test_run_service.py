@@ -95,16 +95,24 @@ def test_run_serves_health_and_metrics_and_stops_clean(
         asyncio.run(eventually(lambda: answers("/healthz", 200), limit=30))
         asyncio.run(eventually(lambda: answers("/readyz", 200), limit=30))
         emulator.ui_add("crm.company", {"TITLE": "From the portal"})
-        asyncio.run(eventually(lambda: _synced(base).get("to_erp", 0) >= 1, limit=30))
-        with engine.begin() as conn:  # the ERP's own write
-            conn.execute(sa.text("INSERT INTO erp_company (title) VALUES ('From the ERP')"))
-        asyncio.run(eventually(lambda: _synced(base).get("to_portal", 0) >= 1, limit=30))
+        try:  # bounds for a hung worker (60 s on a loaded CI machine), not timings
+            asyncio.run(eventually(lambda: _synced(base).get("to_erp", 0) >= 1, limit=60))
+            with engine.begin() as conn:  # the ERP's own write
+                conn.execute(sa.text("INSERT INTO erp_company (title) VALUES ('From the ERP')"))
+            asyncio.run(eventually(lambda: _synced(base).get("to_portal", 0) >= 1, limit=60))
+        except TimeoutError:
+            proc.kill()
+            _out, err = proc.communicate(timeout=30)
+            raise AssertionError(
+                f"the worker synced nothing; its log ends:\n{err[-4000:]}"
+            ) from None
         text = httpx.get(f"{base}/metrics", timeout=5).text
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate(timeout=30)  # closes the pipes
     assert proc.returncode == 0, err
     names = {f.name for f in text_string_to_metric_families(text)}
     assert {
