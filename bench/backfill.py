@@ -44,7 +44,9 @@ from bench.emulator_process import (  # noqa: E402
     Control,
     control_post,
     emulator_process,
+    fill_buckets,
     scratch_database,
+    seed_companies,
 )
 from connector.adapters.mapping_files import load_mappings  # noqa: E402
 from connector.adapters.rate_governor import RateGovernor  # noqa: E402
@@ -89,9 +91,7 @@ async def one_run(records: int, latency: float, db: str) -> dict[str, Any]:
                     auth=StaticToken(emulator.access_token),
                 )
                 await ensure_bindings(plain, only, CONNECTOR)
-                await control_post(http, base, "limits", {"enabled": False})
-                await control_post(http, base, "seed", {"companies": records})
-                await control_post(http, base, "limits", {"enabled": True, "reset": True})
+                await seed_companies(http, base, records)
                 if latency:
                     await control_post(http, base, "faults", {"delay": latency})
                 client = RestClient(
@@ -102,11 +102,7 @@ async def one_run(records: int, latency: float, db: str) -> dict[str, Any]:
                     governor=RateGovernor(BucketProfile(rate=RATE, burst=BURST)),
                 )
 
-                # steady state: both buckets full before the clock starts, so every request
-                # waits its 0.5 s (a fresh bucket's burst would flatter a short run)
-                await control.reset_bucket()
-                cap = int(BucketProfile(rate=RATE, burst=BURST).cap)
-                await asyncio.gather(*(client.call("server.time") for _ in range(cap)))
+                await fill_buckets(client, control, BucketProfile(rate=RATE, burst=BURST).cap)
 
                 async def bindings(probes: list[Command]) -> BindingReport:
                     return await ensure_bindings(client, only, CONNECTOR, probes=probes)

@@ -36,7 +36,9 @@ from bench.emulator_process import (  # noqa: E402
     Control,
     control_post,
     emulator_process,
+    fill_buckets,
     scratch_database,
+    seed_companies,
 )
 from connector.adapters.mapping_files import load_mappings  # noqa: E402
 from connector.adapters.rate_governor import RateGovernor  # noqa: E402
@@ -75,9 +77,7 @@ async def one_run(changes: int, limit: int, latency: float, db: str) -> dict[str
                 )
                 for event in EVENTS:
                     await plain.call("event.bind", {"event": event, "event_type": "offline"})
-                await control_post(http, base, "limits", {"enabled": False})
-                await control_post(http, base, "seed", {"companies": changes})
-                await control_post(http, base, "limits", {"enabled": True, "reset": True})
+                await seed_companies(http, base, changes)
                 profile = BucketProfile(rate=RATE, burst=BURST)
                 governor = RateGovernor(profile)
                 client = RestClient(
@@ -87,7 +87,7 @@ async def one_run(changes: int, limit: int, latency: float, db: str) -> dict[str
                     auth=StaticToken(emulator.access_token),
                     governor=governor,
                 )
-                await fill_bucket(client, control, profile)
+                await fill_buckets(client, control, profile.cap)
                 if latency:
                     await control_post(http, base, "faults", {"delay": latency})
                 since = (await control.limits())["requests_logged"]
@@ -114,12 +114,6 @@ async def one_run(changes: int, limit: int, latency: float, db: str) -> dict[str
         "http_503": sum(1 for e in log if e.get("status") == 503),
         "ok": stats.inserted == changes == rows and left == 0,
     }
-
-
-async def fill_bucket(client: RestClient, control: Control, profile: BucketProfile) -> None:
-    """Fill both buckets to the governor's cap before the clock starts (steady state)."""
-    await control.reset_bucket()
-    await asyncio.gather(*(client.call("server.time") for _ in range(int(profile.cap))))
 
 
 def main() -> None:

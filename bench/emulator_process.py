@@ -7,6 +7,7 @@ competes with the connector for the GIL, and talks to it only over HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -183,3 +184,18 @@ async def control_post(http: httpx.AsyncClient, base_url: str, path: str, body: 
     response = await http.post(f"{base_url}/_emulator/{path}", json=body)
     response.raise_for_status()
     return response.json()
+
+
+async def seed_companies(http: httpx.AsyncClient, base_url: str, count: int) -> None:
+    """``count`` companies added as a UI user (limiter off meanwhile, then reset on)."""
+    await control_post(http, base_url, "limits", {"enabled": False})
+    await control_post(http, base_url, "seed", {"companies": count})
+    await control_post(http, base_url, "limits", {"enabled": True, "reset": True})
+
+
+async def fill_buckets(client: Any, control: Control, cap: float) -> None:
+    """The steady state of a long run before the clock starts: the emulator's bucket and
+    the client's governor both filled to the governor's ``cap``, so every timed request
+    waits its turn (a fresh bucket's burst would flatter a short run)."""
+    await control.reset_bucket()
+    await asyncio.gather(*(client.call("server.time") for _ in range(int(cap))))
