@@ -52,11 +52,19 @@ class _Host(Protocol):
     @property
     def checkpoint(self) -> Callable[[str], None]: ...
 
-    def _apply_window(
+    @property
+    def window(self) -> _Window: ...
+
+
+class _Window(Protocol):
+    def apply(
         self,
         mapping: EntityMapping,
         rows: Sequence[Mapping[str, Any]],
         read_at: datetime,
+        *,
+        covers: tuple[int, int] | None = None,
+        cursor: str | None = None,
         cursor_to: int | None = None,
     ) -> Any: ...
 
@@ -104,6 +112,8 @@ async def read_ranges(
                     await closer()
 
     state = RangeProgress(spans)
+    covered = [span.lo for span in spans]  # each range: every ID up to here was seen
+    cursor = f"backfill:{mapping.entity}"
     readers = [
         asyncio.create_task(read(i, s), name=f"backfill-range-{i}") for i, s in enumerate(spans)
     ]
@@ -113,14 +123,29 @@ async def read_ranges(
             index, rows, read_at = await queue.get()
             if isinstance(rows, BaseException):
                 raise rows
-            if rows is None:
+            if rows is None:  # the range's end: what its reads did not return is gone
                 open_readers -= 1
+                tail = (covered[index], spans[index].hi)
+                covered[index] = spans[index].hi
+                if tail[1] > tail[0]:
+                    done = await asyncio.to_thread(
+                        backfiller.window.apply, mapping, [], read_at, covers=tail
+                    )
+                    stats.merge(done)
                 state.finished(index)
                 continue
             backfiller.checkpoint("after_read")
             state.applied(index, row_id(rows[-1]))
+            span = (covered[index], row_id(rows[-1]))
+            covered[index] = span[1]
             done = await asyncio.to_thread(
-                backfiller._apply_window, mapping, rows, read_at, state.prefix()
+                backfiller.window.apply,
+                mapping,
+                rows,
+                read_at,
+                covers=span,
+                cursor=cursor,
+                cursor_to=state.prefix(),
             )
             stats.merge(done)
             backfiller.checkpoint("after_commit")

@@ -31,8 +31,11 @@ def summary_line(stats: EntityStats, seconds: float | None = None) -> str:
     text = (
         f"{stats.entity}: done, {stats.records:,} records ({stats.inserted:,} new, "
         f"{stats.updated:,} changed, {stats.unchanged:,} unchanged, {stats.skipped:,} newer "
-        f"in the ERP, {stats.conflicts:,} conflicts, {stats.bad:,} bad)"
+        f"in the ERP, {stats.conflicts:,} conflicts, {stats.bad:,} bad"
     )
+    if stats.deleted:
+        text += f", {stats.deleted:,} gone from the portal"
+    text += ")"
     if seconds is not None and seconds > 0:
         text += f" in {seconds:.1f} s, {stats.records / seconds:,.0f} records/s"
     return text
