@@ -21,7 +21,7 @@ read, so every change after the drainer's own fetch is still in the queue. Maria
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -93,10 +93,10 @@ def _as_utc(value: datetime) -> datetime:
 
 
 def write_cursor(
-    conn: Connection, name: str, last_id: int, *, finished: bool, now: datetime
+    conn: Connection, name: str, value: int | str, *, finished: bool, now: datetime
 ) -> None:
-    """Set ``sync_cursor`` ``name`` to ``last_id`` (insert or update)."""
-    values = {"value": str(last_id), "finished": finished, "updated_at": now}
+    """Set ``sync_cursor`` ``name`` to ``value`` (insert or update)."""
+    values = {"value": str(value), "finished": finished, "updated_at": now}
     found = conn.execute(sa.select(sync_cursor.c.name).where(sync_cursor.c.name == name)).first()
     if found is not None:
         conn.execute(sync_cursor.update().where(sync_cursor.c.name == name).values(**values))
@@ -129,18 +129,22 @@ class WindowApplier:
         read_at: datetime,
         *,
         covers: Covers | None = None,
+        present: Collection[int] = (),
         cursor: str | None = None,
         cursor_to: int | None = None,
     ) -> EntityStats:
         """Apply one window (and move ``cursor`` to ``cursor_to``, else to the window's
-        last ID) in one transaction; ``covers`` also deletes what the span lacks.
+        last ID) in one transaction; ``covers`` also deletes what the span lacks, where
+        ``present`` names IDs the read found besides ``rows`` (an ID-only read).
 
         A record whose value does not convert comes back as an error outcome, is kept in
         ``sync_record_error`` and the rest of the window commits.
         """
         for attempt in range(1, APPLY_ATTEMPTS + 1):
             try:
-                return self._apply_once(mapping, rows, read_at, covers, cursor, cursor_to)
+                return self._apply_once(
+                    mapping, rows, read_at, covers, set(present), cursor, cursor_to
+                )
             except sa.exc.IntegrityError:
                 # a concurrent drainer inserted a link first; its row is fresher and the
                 # next attempt sees it (and skips that record)
@@ -155,6 +159,7 @@ class WindowApplier:
         rows: Sequence[Mapping[str, Any]],
         read_at: datetime,
         covers: Covers | None,
+        present: set[int],
         cursor: str | None,
         cursor_to: int | None,
     ) -> EntityStats:
@@ -165,7 +170,8 @@ class WindowApplier:
         # the write lock up front: a concurrent drainer cannot commit between the
         # link check and the writes
         with write_transaction(self.engine) as conn:
-            gone = self._gone(conn, mapping.entity, covers, set(ids)) if covers else []
+            seen = present.union(ids)
+            gone = self._gone(conn, mapping.entity, covers, seen) if covers else []
             fresh = self._fresh_links(conn, mapping.entity, [*ids, *gone], cutoff)
             stats.records = len(ids)
             stats.skipped = sum(1 for b24_id in ids if b24_id in fresh)

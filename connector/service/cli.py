@@ -20,6 +20,7 @@ from connector.service.commands.emulator import emulator
 from connector.service.commands.errors import errors
 from connector.service.commands.outbox import outbox
 from connector.service.commands.queue import queue
+from connector.service.commands.reconcile import reconcile
 from connector.service.commands.run import run
 from connector.service.commands.status import status
 from connector.service.commands.sync import sync
@@ -48,6 +49,7 @@ def _attach() -> None:
         run,
         sync,
         backfill,
+        reconcile,
         conflicts,
         errors,
         queue,

@@ -32,9 +32,9 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import Engine
@@ -49,6 +49,8 @@ from connector.adapters.store.journal import Journal
 from connector.adapters.store.outbox import OutboxStore
 from connector.adapters.store.peer_wake import PeerWake
 from connector.adapters.store.workers import WorkerRegistry
+from connector.core.batch_commands import MAX_COMMANDS
+from connector.core.id_window import IdWindow
 from connector.core.mapping_model import MappingSet
 from connector.errors import (
     AuthRevokedError,
@@ -63,8 +65,23 @@ from connector.service.drainer import QUEUE_LIMIT, Drainer, DrainStats, PortalCa
 from connector.service.health import HealthServer, Metrics
 from connector.service.holds import Holds
 from connector.service.pusher import Pusher, PushStats
+from connector.service.reconcile import note_bindings, run_pending
 
 log = logging.getLogger("connector.worker")
+
+
+class WorkerPortal(PortalCalls, Protocol):
+    """What the worker needs from the REST client: calls, batches and ID-window pages
+    (the reconcile after missing bindings, :class:`ReconcilePortal`)."""
+
+    def iter_pages(
+        self,
+        window: IdWindow,
+        *,
+        after: int = 0,
+        batched: bool = True,
+        pages_per_request: int = MAX_COMMANDS,
+    ) -> AsyncIterator[list[Mapping[str, Any]]]: ...
 
 
 @dataclass
@@ -80,7 +97,7 @@ class WorkerStats:
 class Worker:
     def __init__(
         self,
-        client: PortalCalls,
+        client: WorkerPortal,
         http: httpx.AsyncClient,
         engine: Engine,
         mappings: MappingSet,
@@ -174,9 +191,12 @@ class Worker:
         while True:
             try:
                 await self._register()
-                await ensure_bindings(self.client, self.mappings, self.connector_id)
+                report = await ensure_bindings(self.client, self.mappings, self.connector_id)
+                await asyncio.to_thread(note_bindings, self.engine, self.mappings, report.bound)
                 self.stats.totals.add(await self.drainer.resume())
                 self.stats.totals.add(await self.holds.sweep())
+                # bindings found missing (now or before a kill): mend the gap's losses
+                await run_pending(self.client, self.engine, self.mappings)
                 return
             except (RetriableError, SQLAlchemyError, StoreError) as exc:
                 if isinstance(exc, StoreError) and not exc.transient:

@@ -53,6 +53,7 @@ async def sync_once() -> tuple[DrainStats, PushStats]:
     from connector.service.bindings import ensure_bindings
     from connector.service.holds import Holds
     from connector.service.pusher import PushStats
+    from connector.service.reconcile import note_bindings, run_pending
 
     cfg = wiring.settings()
     mappings = wiring.mappings(cfg)
@@ -62,11 +63,13 @@ async def sync_once() -> tuple[DrainStats, PushStats]:
             wiring.portal_session(cfg, engine) as session,
             wiring.leased_services(cfg, engine, mappings, session.client) as services,
         ):
-            await ensure_bindings(session.client, mappings, cfg.connector_id)
+            report = await ensure_bindings(session.client, mappings, cfg.connector_id)
+            await asyncio.to_thread(note_bindings, engine, mappings, report.bound)
             drainer, pusher = services.drainer, services.pusher
             holds = Holds(drainer)
             total = await drainer.resume()
             total.add(await holds.sweep())
+            await run_pending(session.client, engine, mappings)
             pushed = PushStats()
             while True:
                 drained = await drainer.drain_until_empty()
