@@ -20,6 +20,7 @@ Python (``ControlAPI``, mixed into ``Emulator``)          HTTP
 ``set_faults(...)`` / ``clear_faults()``                  ``POST /_emulator/faults``
 ``requests(method=None)`` / ``clear_log()``               ``GET|DELETE /_emulator/log``
 ``queue_state()``                                         ``GET /_emulator/queue``
+``queue_raw(client_id, connector_id, name, data)``        ``POST /_emulator/queue/raw``
 ``advance(seconds)``                                      ``POST /_emulator/clock/advance``
 ``pull_command(command, ...)``                            ``POST /_emulator/pull/{command}``
 ``state()``                                               ``GET /_emulator/state``
@@ -510,6 +511,23 @@ class ControlAPI:
         self.log.clear()
 
     @locked
+    @locked
+    def queue_raw(
+        self,
+        client_id: str,
+        connector_id: str,
+        event_name: str,
+        event_data: Any,
+        *,
+        user_id: int = 1,
+        portal: str | None = None,
+    ) -> int:
+        """Put a record into the offline queue as given: a malformed or strange payload
+        (``EVENT_DATA`` false, a string, no ``FIELDS``; an unknown event name; the ID of
+        a deleted record) that no CRM action here would produce. Returns its queue ID."""
+        target = self.portal(portal)
+        return int(target.queue.upsert(client_id, connector_id, event_name, event_data, user_id).id)
+
     def queue_state(self, *, portal: str | None = None) -> list[dict[str, Any]]:
         """Every offline-queue record with its partition, lock and error flag."""
         target = self.portal(portal)

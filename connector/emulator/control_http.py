@@ -96,6 +96,17 @@ def control_routes(emulator: Any) -> list[BaseRoute]:
         )
         return {"ok": True}
 
+    async def queue_raw(request: Request, body: dict[str, Any]) -> Any:
+        queued = api.queue_raw(
+            as_str(body.get("client_id")),
+            as_str(body.get("connector_id")),
+            as_str(body.get("event_name")),
+            body.get("event_data"),
+            user_id=as_int(body.get("user_id"), 1) or 1,
+            portal=_portal_key(body),
+        )
+        return {"id": queued}
+
     async def uninstall(request: Request, body: dict[str, Any]) -> Any:
         api.uninstall_app(as_str(body.get("client_id")), portal=_portal_key(body))
         return {"ok": True}
@@ -227,6 +238,7 @@ def control_routes(emulator: Any) -> list[BaseRoute]:
         ("/apps", apps, ["POST"]),
         ("/apps/payment", payment, ["POST"]),
         ("/apps/uninstall", uninstall, ["POST"]),
+        ("/queue/raw", queue_raw, ["POST"]),
         ("/users", users, ["POST"]),
         ("/events/deliver", deliver, ["POST"]),
         ("/tokens", tokens, ["POST"]),

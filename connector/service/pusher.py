@@ -155,7 +155,9 @@ class Pusher:
         commands: list[Command] = []
         wanted: dict[str, list[int]] = {}
         for plan in plans:
-            if plan.kind == "update" and plan.b24_id is not None:
+            # a retried delete may have reached the portal before a crash: look first
+            retried_delete = plan.kind == "delete" and plan.rec.retried
+            if (plan.kind == "update" or retried_delete) and plan.b24_id is not None:
                 assert plan.m is not None
                 wanted.setdefault(plan.m.entity, []).append(plan.b24_id)
         for entity, ids in wanted.items():
@@ -230,6 +232,10 @@ class Pusher:
                 if str(row.get("ID", "")).isdigit():
                     states[(entity, int(row["ID"]))] = row
         for plan in plans:
+            if plan.kind == "delete" and plan.rec.retried and plan.m is not None:
+                if (plan.m.entity, plan.b24_id) not in states:
+                    plan.kind = "unlink"  # an earlier try deleted it: never delete twice
+                    plan.finish(DONE, note="already deleted in the portal (an earlier try)")
             if plan.kind == "update" and plan.portal is None and plan.m is not None:
                 assert plan.b24_id is not None
                 plan.portal = states.get((plan.m.entity, plan.b24_id))

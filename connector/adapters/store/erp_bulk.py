@@ -30,6 +30,7 @@ from connector.adapters.store.conflict_rows import (
     new_conflict,
     portal_time,
 )
+from connector.adapters.store.dead_links import drop_dead_links
 from connector.adapters.store.erp_tables import MULTI_OWNER, MULTI_TYPE, MULTI_VALUE, MULTI_VALUE_ID
 from connector.adapters.store.tables import sync_conflict, sync_link
 from connector.core.field_values import erp_canonical
@@ -413,6 +414,7 @@ def _apply_chunk(
             .values(**{k: v for k, v in upd.items() if k != "_id"})
         )
     if link_new:
+        drop_dead_links(conn, m.entity, {str(n["erp_key"]) for n in link_new})
         conn.execute(sync_link.insert(), link_new)
     if link_upd:
         conn.execute(

@@ -121,6 +121,7 @@ def entity_table(mapping: EntityMapping, metadata: MetaData) -> Table:
         metadata,
         *columns,
         comment=f"{mapping.entity}, synced by b24-connector from {mapping.source}",
+        sqlite_autoincrement=True,  # a deleted row's key never comes back (links name it)
     )
 
 

@@ -27,6 +27,7 @@ from connector.adapters.store.conflict_rows import (
     new_conflict,
     portal_time,
 )
+from connector.adapters.store.dead_links import drop_dead_links
 from connector.adapters.store.erp_tables import (
     MULTI_OWNER,
     MULTI_TYPE,
@@ -391,6 +392,7 @@ class ErpWriter:
         now: datetime,
     ) -> None:
         if link is None:
+            drop_dead_links(conn, m.entity, [erp_key])
             conn.execute(
                 sync_link.insert().values(
                     entity=m.entity,

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from connector.adapters.store.dead_links import drop_dead_links
 from connector.adapters.store.erp_tables import MULTI_OWNER, MULTI_TYPE, MULTI_VALUE, MULTI_VALUE_ID
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.tables import sync_conflict, sync_link
@@ -150,6 +151,7 @@ def link_new_record(
     )
     stored = writer._new_base(m, None, MergeResult(agreed=dict(base)))
     if record.link is None:
+        drop_dead_links(conn, m.entity, [str(record.erp_key)])
         conn.execute(
             sync_link.insert().values(
                 entity=m.entity,
