@@ -319,7 +319,10 @@ class Drainer:
             )
         with write_transaction(self.engine) as conn:
             for bad in plan.bad:
-                log.warning("bad queue record: %s", bad.error)
+                # A payload with no usable record in it (no entity ID, no name): nothing
+                # can merge into it or fix it, so holding it would hold it for good. It
+                # is kept whole in sync_record_error (errors list) and cleared.
+                log.warning("bad queue record, kept in sync_record_error: %s", bad.error)
                 self.writer.record_error(
                     conn,
                     bad.error,
@@ -329,8 +332,6 @@ class Drainer:
                     now=now,
                 )
                 stats.bad += 1
-                if bad.message_id:
-                    flagged.append(bad.message_id)
             # One apply of each entity's current state (several records, one entity: the
             # first wins), in bulk per entity type. The crash point "mid_apply" sits after
             # the first chunk is written, so a crash there must roll the whole batch back.

@@ -154,12 +154,15 @@ class Pusher:
         """The portal's state of every record to update, and lookups of uncertain adds."""
         commands: list[Command] = []
         wanted: dict[str, list[int]] = {}
+        checked_deletes: set[tuple[str, int | None]] = set()
         for plan in plans:
             # a retried delete may have reached the portal before a crash: look first
             retried_delete = plan.kind == "delete" and plan.rec.retried
             if (plan.kind == "update" or retried_delete) and plan.b24_id is not None:
                 assert plan.m is not None
                 wanted.setdefault(plan.m.entity, []).append(plan.b24_id)
+                if retried_delete:
+                    checked_deletes.add((plan.m.entity, plan.b24_id))
         for entity, ids in wanted.items():
             m = self.mappings.entities[entity]
             for n, start in enumerate(range(0, len(ids), 50)):
@@ -232,10 +235,11 @@ class Pusher:
                 if str(row.get("ID", "")).isdigit():
                     states[(entity, int(row["ID"]))] = row
         for plan in plans:
-            if plan.kind == "delete" and plan.rec.retried and plan.m is not None:
-                if (plan.m.entity, plan.b24_id) not in states:
-                    plan.kind = "unlink"  # an earlier try deleted it: never delete twice
-                    plan.finish(DONE, note="already deleted in the portal (an earlier try)")
+            entity = plan.m.entity if plan.m is not None else ""
+            looked_up = (entity, plan.b24_id) in checked_deletes
+            if plan.kind == "delete" and looked_up and (entity, plan.b24_id) not in states:
+                plan.kind = "unlink"  # an earlier try deleted it: never delete twice
+                plan.finish(DONE, note="already deleted in the portal (an earlier try)")
             if plan.kind == "update" and plan.portal is None and plan.m is not None:
                 assert plan.b24_id is not None
                 plan.portal = states.get((plan.m.entity, plan.b24_id))

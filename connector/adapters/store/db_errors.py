@@ -67,9 +67,18 @@ _PATTERNS: tuple[tuple[str, str, bool], ...] = (
 )
 
 
+_MISSING_COLUMN = re.compile(
+    r"column \"?([\w.]+)\"? does not exist|unknown column '([\w.]+)'|no such column: ([\w.]+)"
+)
+
+
 def reason(exc: BaseException) -> tuple[str, bool]:
     """(what happened, whether waiting may mend it) for a database exception."""
     text = str(getattr(exc, "orig", None) or exc).lower()
+    column = _MISSING_COLUMN.search(text)
+    if column is not None:  # dropped behind our back: name it, say how to mend it
+        name = next(g for g in column.groups() if g)
+        return f"column {name} is missing (run db upgrade to add it back)", False
     for pattern, what, transient in _PATTERNS:
         if re.search(pattern, text):
             return what, transient

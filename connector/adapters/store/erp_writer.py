@@ -546,11 +546,16 @@ class ErpWriter:
             "payload": _json_safe_deep(payload),
             "last_seen_at": now,
         }
-        if b24_id is not None:
+        same = (
+            sync_record_error.c.b24_id == b24_id
+            if b24_id is not None
+            else sync_record_error.c.message_id == message_id
+        )
+        if b24_id is not None or message_id is not None:  # delivered again: one row
             found = conn.execute(
                 sa.select(sync_record_error.c.id).where(
                     sync_record_error.c.entity == error.entity,
-                    sync_record_error.c.b24_id == b24_id,
+                    same,
                     sync_record_error.c.status == "open",
                 )
             ).first()
