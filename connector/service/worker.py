@@ -45,6 +45,7 @@ from connector.adapters.safety_poll import SafetyPoll
 from connector.adapters.store.db_errors import store_error
 from connector.adapters.store.db_locks import ListenerLock
 from connector.adapters.store.erp_writer import ErpWriter
+from connector.adapters.store.housekeeping import prune
 from connector.adapters.store.journal import Journal
 from connector.adapters.store.outbox import OutboxStore
 from connector.adapters.store.peer_wake import PeerWake
@@ -68,6 +69,9 @@ from connector.service.pusher import Pusher, PushStats
 from connector.service.reconcile import note_bindings, run_pending
 
 log = logging.getLogger("connector.worker")
+
+PRUNE_EVERY_S = 3600.0
+"""How often ``run`` prunes the journal and the outbox (``adapters/store/housekeeping``)."""
 
 
 class WorkerPortal(PortalCalls, Protocol):
@@ -225,9 +229,20 @@ class Worker:
             )
 
     async def _keep_lease(self) -> None:
-        """Renew our lease; notice peers whose lease expired (their batches need us)."""
+        """Renew our lease; notice peers whose lease expired (their batches need us);
+        once an hour, prune what the connector's own tables no longer need."""
         every = self.registry.lease_s / 3
+        pruned_at: float | None = None
         while not self.stopping.is_set():
+            if pruned_at is None or time.monotonic() - pruned_at >= PRUNE_EVERY_S:
+                pruned_at = time.monotonic()
+                gone = await asyncio.to_thread(prune, self.engine)
+                if gone.journal or gone.outbox:
+                    log.info(
+                        "pruned %d cleared journal entries and %d done outbox rows",
+                        gone.journal,
+                        gone.outbox,
+                    )
             holding = self.listener is not None
             await asyncio.to_thread(self.registry.heartbeat, listener=holding)
             dead = [w.id for w in await asyncio.to_thread(self.registry.expired)]

@@ -297,3 +297,38 @@ async def test_a_portal_away_at_start_up_is_waited_for_and_a_stop_is_immediate(
         stats = await asyncio.wait_for(task, 5)
     assert stats.drains == 0
     engine.dispose()
+
+
+async def test_the_worker_prunes_old_journal_entries_as_it_starts(worker_env: WorkerEnv) -> None:
+    """A batch cleared a month ago is deleted by the running worker (housekeeping runs at
+    start-up, then hourly); a reserved one of the same age is left for its resume."""
+    from datetime import UTC, datetime, timedelta
+
+    from connector.adapters.store.tables import sync_journal
+
+    emulator, engine, client, http = worker_env
+    old = datetime.now(UTC) - timedelta(days=30)
+    with engine.begin() as conn:
+        conn.execute(
+            sync_journal.insert().values(
+                process_id="month-old",
+                connector_id=CONNECTOR,
+                state="cleared",
+                record_ids=[],
+                events=[],
+                created_at=old,
+                updated_at=old,
+            )
+        )
+    worker = Worker(client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR, listen=False)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.ready.wait(), 15)
+
+    def pruned() -> bool:
+        with engine.connect() as conn:
+            left = conn.execute(sa.select(sync_journal.c.process_id)).scalars().all()
+        return "month-old" not in left
+
+    await eventually(pruned)
+    worker.stop()
+    await asyncio.wait_for(task, 15)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -182,13 +182,3 @@ class Journal:
                     )
                 ).scalars()
             )
-
-    def prune(self, older_than: timedelta = timedelta(days=7)) -> int:
-        """Forget cleared entries older than ``older_than``."""
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                sync_journal.delete().where(
-                    sync_journal.c.state == CLEARED, sync_journal.c.updated_at < _now() - older_than
-                )
-            )
-        return result.rowcount or 0
