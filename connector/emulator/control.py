@@ -8,6 +8,8 @@ Python (``ControlAPI``, mixed into ``Emulator``)          HTTP
 ``issue_tokens(client_id)`` → a new chain                 ``POST /_emulator/tokens``
 ``expire_tokens(client_id=None)``                         ``POST /_emulator/tokens/expire``
 ``set_access_ttl(seconds)``                               ``POST /_emulator/tokens/ttl``
+``set_token_shape('seed'|'current')``                    ``POST /_emulator/tokens/shape``
+``set_empty_multi_in_lists(on)``                         ``POST /_emulator/crm/shape``
 ``set_payment_required(client_id, on)``                   ``POST /_emulator/apps/payment``
 ``uninstall_app(client_id)``                              ``POST /_emulator/apps/uninstall``
 ``add_webhook(user_id, ...)`` (on ``Emulator``)           ``POST /_emulator/webhooks``
@@ -313,6 +315,20 @@ class ControlAPI:
     def set_access_ttl(self, seconds: int) -> None:
         """Lifetime of access tokens issued from now on."""
         self.oauth.access_ttl = int(seconds)
+
+    @locked
+    def set_empty_multi_in_lists(self, on: bool = True, *, portal: str | None = None) -> None:
+        """List answers carry ``PHONE: []`` for a selected, empty multi-field (on), or
+        leave the key out (off, the default, as ``get`` always does)."""
+        self.portal(portal).crm.empty_multi_in_lists = on
+
+    @locked
+    def set_token_shape(self, shape: str) -> None:
+        """``seed``: token answers carry only the course sample's fields (``expires_in``, no
+        ``expires`` or ``user_id``); ``current`` (the default): both."""
+        if shape not in ("seed", "current"):
+            raise ValueError(f"token shape {shape!r}: seed or current")
+        self.oauth.token_shape = shape
 
     @locked
     def set_payment_required(

@@ -90,6 +90,16 @@ def control_routes(emulator: Any) -> list[BaseRoute]:
         api.set_access_ttl(as_int(body.get("seconds"), 3600) or 0)
         return {"access_ttl": api.oauth.access_ttl}
 
+    async def crm_shape(request: Request, body: dict[str, Any]) -> Any:
+        api.set_empty_multi_in_lists(
+            as_bool(body.get("empty_multi_in_lists"), True), portal=_portal_key(body)
+        )
+        return {"ok": True}
+
+    async def token_shape(request: Request, body: dict[str, Any]) -> Any:
+        api.set_token_shape(as_str(body.get("shape")))
+        return {"shape": api.oauth.token_shape}
+
     async def payment(request: Request, body: dict[str, Any]) -> Any:
         api.set_payment_required(
             as_str(body.get("client_id")), as_bool(body.get("on"), True), portal=_portal_key(body)
@@ -244,6 +254,8 @@ def control_routes(emulator: Any) -> list[BaseRoute]:
         ("/tokens", tokens, ["POST"]),
         ("/tokens/expire", tokens_expire, ["POST"]),
         ("/tokens/ttl", tokens_ttl, ["POST"]),
+        ("/tokens/shape", token_shape, ["POST"]),
+        ("/crm/shape", crm_shape, ["POST"]),
         ("/webhooks", webhooks, ["POST"]),
         ("/seed", seed, ["POST"]),
         ("/ui/{action}", ui, ["POST"]),

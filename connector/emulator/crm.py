@@ -89,6 +89,9 @@ class CrmStore:
         self._userfields: dict[str, dict[str, UserField]] = {e: {} for e in ENTITY_TYPES}
         self._next_multi_id = 1
         self._next_uf_id = 1
+        self.empty_multi_in_lists = False
+        """``True``: a list answer carries ``PHONE: []`` for a selected multi-field the
+        record has no value in (as some portals answer) instead of leaving it out."""
 
     # ---- user fields -------------------------------------------------------------
     def add_userfield(
@@ -176,7 +179,9 @@ class CrmStore:
     def _standard(etype: EntityType) -> list[str]:
         return [n for n, f in etype.fields.items() if f.type != "crm_multifield"]
 
-    def _render(self, etype: EntityType, record: CrmRecord, select: list[str]) -> dict[str, Any]:
+    def _render(
+        self, etype: EntityType, record: CrmRecord, select: list[str], *, listing: bool = False
+    ) -> dict[str, Any]:
         clock = self.portal.clock
         out: dict[str, Any] = {}
         ufs = self._userfields[etype.name]
@@ -186,7 +191,7 @@ class CrmStore:
                 out["ID"] = str(record.id)
             elif fdef is not None and fdef.type == "crm_multifield":
                 values = record.multi.get(name) or []
-                if values:
+                if values or (listing and self.empty_multi_in_lists):
                     out[name] = [v.render() for v in values]
             elif fdef is not None:
                 out[name] = render(fdef, self._value(etype, record, name), clock)
@@ -280,7 +285,7 @@ class CrmStore:
             total = len(rows)
             rows = rows[offset : offset + PAGE_SIZE]
         fields = self._select(etype, select)
-        page = [self._render(etype, r, fields) for r in rows]
+        page = [self._render(etype, r, fields, listing=True) for r in rows]
         return page, (None if start < 0 else total)
 
     def _window(

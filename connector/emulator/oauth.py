@@ -113,6 +113,9 @@ class OAuthServer:
     access_ttl: int = ACCESS_TTL
     refresh_ttl: int = REFRESH_TTL
     code_ttl: float = CODE_TTL
+    token_shape: str = "current"
+    """``current``: the fields today's server sends; ``seed``: only the course's sample
+    (no ``expires``, no ``user_id``: a client must work from ``expires_in``)."""
 
     def __post_init__(self) -> None:
         self.apps: dict[str, AppRecord] = {}
@@ -312,7 +315,7 @@ class OAuthServer:
         """The §1.4 fields (``domain`` is the OAuth host), plus ``expires``/``user_id``
         that the current server also sends (b24pysdk reads ``expires``)."""
         app = self.apps[pair.client_id]
-        return {
+        answer: dict[str, Any] = {
             "access_token": pair.access_token,
             "client_endpoint": client_endpoint,
             "domain": self.domain,
@@ -325,6 +328,9 @@ class OAuthServer:
             "status": app.status,
             "user_id": pair.user_id,
         }
+        if self.token_shape == "seed":  # exactly the course's sample (L1752–1762)
+            del answer["expires"], answer["user_id"]
+        return answer
 
     # --- REST-side authentication ---------------------------------------------------------
 

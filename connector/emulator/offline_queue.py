@@ -252,7 +252,10 @@ class OfflineQueue:
         err = 1 if error else 0
         with self._lock:
             self.purge()
-            part = self._partition(app_id, connector_id)
+            # Ties in the sort (records changed in the same second) come newest first:
+            # the rest module leaves their order to the database, and a consumer that
+            # takes delivery order for change order must not pass by luck.
+            part = sorted(self._partition(app_id, connector_id), key=lambda r: -r.id)
             return_pid = not clear
             if process_id is None:
                 pid = new_process_id()

@@ -194,9 +194,9 @@ def test_only_rows_on_the_page_are_rendered(monkeypatch: pytest.MonkeyPatch) -> 
     rendered: list[int] = []
     original = portal.crm._render
 
-    def counting(etype: Any, record: Any, select: list[str]) -> dict[str, Any]:
+    def counting(etype: Any, record: Any, select: list[str], **kw: Any) -> dict[str, Any]:
         rendered.append(record.id)
-        return original(etype, record, select)
+        return original(etype, record, select, **kw)
 
     monkeypatch.setattr(portal.crm, "_render", counting)
     for order in ({"ID": "ASC"}, {"TITLE": "DESC"}):

@@ -138,3 +138,27 @@ async def test_an_erp_column_dropped_behind_our_back_is_named_and_loses_nothing(
     await fresh.drain_until_empty()
     assert [(r["b24_id"], r["comments"]) for r in bench.rows("erp_company")] == [(cid, "hello")]
     assert bench.queue() == []
+
+
+@pytest.mark.parametrize("empty_as_list", [False, True], ids=["left-out", "PHONE-[]"])
+async def test_an_empty_multi_field_reads_the_same_left_out_or_as_an_empty_list(
+    bench: Bench, empty_as_list: bool
+) -> None:
+    """A portal that answers ``PHONE: []`` for a company with no phone, or leaves PHONE
+    out: either way no phone row, and removing the last phone removes it in the ERP."""
+    bench.emulator.set_empty_multi_in_lists(empty_as_list)
+    bare = bench.emulator.ui_add("crm.company", {"TITLE": "No phone"})
+    cid = bench.emulator.ui_add(
+        "crm.company", {"TITLE": "Acme", "PHONE": [{"VALUE": "+1 555", "VALUE_TYPE": "WORK"}]}
+    )
+    await bench.drainer().drain_until_empty()
+    with bench.engine.connect() as conn:
+        phones = conn.execute(sa.text("SELECT b24_value_id FROM erp_company_phone")).scalars().all()
+    assert len(phones) == 1
+    value_id = bench.emulator.portal().crm.get("company", cid)["PHONE"][0]["ID"]
+    bench.emulator.ui_update("crm.company", cid, {"PHONE": [{"ID": value_id, "VALUE": ""}]})
+    await bench.drainer().drain_until_empty()
+    with bench.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM erp_company_phone")).scalar() == 0
+    assert {r["b24_id"] for r in bench.rows("erp_company")} == {bare, cid}
+    assert errors(bench) == []

@@ -76,7 +76,9 @@ def requeue_everything_drained(bench: Bench) -> int:
     """Put every record the journal saw back into the queue, as the portal gave it."""
     [client_id] = list(bench.emulator.oauth.apps)
     with bench.engine.connect() as conn:
-        batches = conn.execute(sa.text("SELECT events FROM sync_journal ORDER BY created_at")).scalars()
+        batches = conn.execute(
+            sa.text("SELECT events FROM sync_journal ORDER BY created_at")
+        ).scalars()
         events: list[dict[str, Any]] = []
         for batch in batches:
             events += json.loads(batch) if isinstance(batch, str) else batch

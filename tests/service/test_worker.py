@@ -306,7 +306,7 @@ async def test_the_worker_prunes_old_journal_entries_as_it_starts(worker_env: Wo
 
     from connector.adapters.store.tables import sync_journal
 
-    emulator, engine, client, http = worker_env
+    _emulator, engine, client, http = worker_env
     old = datetime.now(UTC) - timedelta(days=30)
     with engine.begin() as conn:
         conn.execute(
