@@ -35,9 +35,11 @@ def lock_key(*parts: object) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _lock_name(*parts: object) -> str:
-    """A MariaDB lock name (at most 64 characters)."""
-    return "b24:" + hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=16).hexdigest()
+def _lock_name(database: str | None, *parts: object) -> str:
+    """A MariaDB lock name (at most 64 characters). ``GET_LOCK`` names are server-wide,
+    so the database is part of it: two databases on one server never share a lock."""
+    text_ = ":".join(map(str, (database or "", *parts)))
+    return "b24:" + hashlib.blake2b(text_.encode(), digest_size=16).hexdigest()
 
 
 class ListenerLock:
@@ -68,7 +70,8 @@ class ListenerLock:
                 ).scalar()
             else:
                 got = conn.execute(
-                    text("SELECT GET_LOCK(:n, 0)"), {"n": _lock_name("listener", self.connector_id)}
+                    text("SELECT GET_LOCK(:n, 0)"),
+                    {"n": _lock_name(self.engine.url.database, "listener", self.connector_id)},
                 ).scalar()
             conn.commit()  # the lock is the session's; no transaction stays open
         except BaseException:
@@ -108,7 +111,7 @@ class ListenerLock:
             else:
                 conn.execute(
                     text("SELECT RELEASE_LOCK(:n)"),
-                    {"n": _lock_name("listener", self.connector_id)},
+                    {"n": _lock_name(self.engine.url.database, "listener", self.connector_id)},
                 )
             conn.commit()
         except SQLAlchemyError:
@@ -166,7 +169,12 @@ class RecordLocks:
                 for entity, ident in targets:
                     got = conn.execute(
                         text("SELECT GET_LOCK(:n, :t)"),
-                        {"n": _lock_name(self.connector_id, entity, ident), "t": timeout_s},
+                        {
+                            "n": _lock_name(
+                                self.engine.url.database, self.connector_id, entity, ident
+                            ),
+                            "t": timeout_s,
+                        },
                     ).scalar()
                     if got != 1:
                         raise StoreError(
