@@ -105,7 +105,7 @@ def test_kill_9_under_two_way_load_loses_nothing_and_duplicates_nothing(
     assert bound.returncode == 0, bound.stderr
     erp = make_engine(db_url)
     base = {k: v for k, v in os.environ.items() if not k.startswith("B24_")}
-    rng = random.Random(4321)
+    rng = random.Random(int(os.environ.get("B24_KILL_SEED", "4321")))
     argv = [sys.executable, "-m", "connector", "run", "--poll-interval", "0.3"]
     argv += ["--push-interval", "0.2", "--no-listen"]
     try:

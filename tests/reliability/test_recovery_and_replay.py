@@ -138,3 +138,31 @@ async def test_every_outbox_row_pushed_twice_writes_the_portal_once(rig: Rig) ->
     assert len(rig.writes()) == writes  # nothing sent again
     assert snapshot(rig.bench) == once
     assert [crm.get("company", i) for i in crm.ids("company")] == portal_once
+
+
+async def test_a_portal_edit_of_our_unconfirmed_add_makes_no_second_erp_row(rig: Rig) -> None:
+    """Found by kill -9 under two-way load: the push's add reached the portal, the kill
+    came before the local commit, and a portal user edited the new record. The drain
+    must not insert a second ERP row for it (the retried push then failed for good on
+    the unique b24_id): it leaves the record to the push, which links the original row
+    and brings the edit."""
+    from tests.service.test_pusher import Crash as PushCrash
+    from tests.service.test_pusher import _crashing
+
+    b = rig.bench
+    rig.sql("INSERT INTO erp_company (title) VALUES ('From ERP')")
+    with pytest.raises(PushCrash):
+        await _crashing(rig, "after_write").push_until_empty()
+    crm = b.emulator.portal().crm
+    [made] = list(crm.ids("company"))
+    b.emulator.ui_update("crm.company", made, {"COMMENTS": "edited in the portal"})
+    await drainer(b).drain_until_empty()
+    assert [r["b24_id"] for r in b.rows("erp_company")] == [None]  # no second row
+    await _crashing(rig, "never").push_until_empty()
+    [row] = b.rows("erp_company")
+    assert (row["b24_id"], row["title"], row["comments"]) == (
+        made,
+        "From ERP",
+        "edited in the portal",
+    )
+    assert b.queue() == []

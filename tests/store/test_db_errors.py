@@ -110,3 +110,24 @@ def test_driver_messages_map_to_a_reason(driver_says: str, expected: str, transi
     error = store_error(sa.exc.OperationalError("SELECT 1", {}, Exception(driver_says)))
     assert expected in error.message
     assert error.transient is transient
+
+
+def test_a_broken_key_names_the_constraint(schema_db_url: str) -> None:
+    """A unique key violated (two live links for one ERP key): the line names the key,
+    so the operator knows which table and rows to look at."""
+    engine = make_engine(schema_db_url)
+    insert = (
+        "INSERT INTO sync_link (entity, b24_id, erp_key, base, deleted, updated_at) "
+        "VALUES ('crm.company', :b, '1', NULL, :f, CURRENT_TIMESTAMP)"
+    )
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(insert), {"b": 1, "f": False})
+        with pytest.raises(sa.exc.IntegrityError) as failed, engine.begin() as conn:
+            conn.execute(sa.text(insert), {"b": 2, "f": False})
+    finally:
+        engine.dispose()
+    said = str(store_error(failed.value))
+    assert said.startswith("the database failed: a constraint was violated: ")
+    assert "sync_link" in said or "erp_key" in said, said
+    assert not store_error(failed.value).transient

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from connector.errors import StoreError
 
@@ -72,9 +72,22 @@ _MISSING_COLUMN = re.compile(
 )
 
 
+def _constraint(exc: IntegrityError) -> str:
+    """The constraint (and table) an IntegrityError names, as each driver reports it."""
+    diag = getattr(exc.orig, "diag", None)  # psycopg
+    name = getattr(diag, "constraint_name", None)
+    if name:
+        table = getattr(diag, "table_name", None)
+        return f"{name} on {table}" if table else str(name)
+    first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    return first[:200]  # SQLite: "UNIQUE constraint failed: t.a, t.b"; MariaDB: "Duplicate ..."
+
+
 def reason(exc: BaseException) -> tuple[str, bool]:
     """(what happened, whether waiting may mend it) for a database exception."""
     text = str(getattr(exc, "orig", None) or exc).lower()
+    if isinstance(exc, IntegrityError):  # name the key: the one fact an operator needs
+        return f"a constraint was violated: {_constraint(exc)}", False
     column = _MISSING_COLUMN.search(text)
     if column is not None:  # dropped behind our back: name it, say how to mend it
         name = next(g for g in column.groups() if g)
