@@ -3,6 +3,7 @@
 
     python3 dev.py demo     # install into .venv if needed, then run the demo sync
     python3 dev.py test     # install into .venv if needed, then run the whole test suite
+                            # (two processes; ``-n 0`` for one)
     python3 dev.py check    # ruff (lint + format check) and mypy --strict on connector/
 
 The virtual environment lives in ``.venv`` (override with ``B24_VENV``); it is (re)installed
@@ -51,7 +52,10 @@ def main(argv: list[str]) -> int:
     if verb == "demo":
         return run(str(BIN / "b24-connector"), "demo", *rest)
     if verb == "test":
-        code = run(str(BIN / "python"), "-m", "pytest", *rest)
+        # two processes by default (most tests wait on sockets and subprocesses); each has
+        # its own server databases. `dev.py test -n 0` runs in one process.
+        spread = [] if any(a == "-n" or a.startswith("-n") for a in rest) else ["-n", "2"]
+        code = run(str(BIN / "python"), "-m", "pytest", *spread, *rest)
         return 1 if code == 5 else code  # 5 = no tests collected: never a pass
     lint = run(str(BIN / "ruff"), "check", ".")
     fmt = run(str(BIN / "ruff"), "format", "--check", ".")

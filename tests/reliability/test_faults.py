@@ -102,3 +102,6 @@ def test_run_rides_out_portal_faults_and_converges(
         if e.error == "QUERY_LIMIT_EXCEEDED" and not any(a <= e.time <= b for a, b in throttled)
     ]
     assert rate_refusals == []
+    seen = {e.error for e in emulator.requests()} | {e.status for e in emulator.requests()}
+    assert {"QUERY_LIMIT_EXCEEDED", "expired_token", 500} <= seen  # the faults were real
+    assert any(e.kind == "oauth" for e in emulator.requests())  # and the expiry refreshed

@@ -20,8 +20,9 @@ from tests.service.test_sync_command import cli, served, setup_connector
 
 __all__ = ["served"]
 
-# The workflow is the CLI's; the SQL under it is tested per server elsewhere.
-pytestmark = pytest.mark.backends("sqlite", "postgresql")
+# The workflow is the CLI's; the SQL under it (the resolver, the holds, the merge) is tested
+# per server elsewhere (test_holds, the model in tests/reliability), so one backend here.
+pytestmark = pytest.mark.backends("sqlite")
 
 
 class Story:

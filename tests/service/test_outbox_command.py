@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from connector.emulator.app import Emulator
@@ -22,6 +23,7 @@ def _erp(db_url: str, *statements: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.backends("sqlite", "postgresql")  # the CLI end to end; SQL per server elsewhere
 def test_sync_once_pushes_erp_rows_and_reports_refusals(
     served: tuple[Emulator, ServerThread], db_url: str, tmp_path: Path
 ) -> None:

@@ -126,6 +126,7 @@ async def test_rebound_events_of_a_synced_entity_schedule_a_reconcile_that_survi
     assert pending(bench.engine) == {}
 
 
+@pytest.mark.backends("sqlite", "postgresql")  # the CLI end to end; SQL per server elsewhere
 def test_after_an_uninstall_and_reinstall_sync_rebinds_loudly_and_mends_the_gap(
     served: tuple[Emulator, ServerThread],  # noqa: F811
     db_url: str,

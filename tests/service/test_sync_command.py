@@ -78,6 +78,7 @@ def erp_rows(db_url: str) -> list[dict[str, Any]]:
     return rows
 
 
+@pytest.mark.backends("sqlite", "postgresql")  # the CLI end to end; SQL per server elsewhere
 def test_sync_once_brings_portal_changes_into_the_erp(
     served: tuple[Emulator, ServerThread], db_url: str, tmp_path: Path
 ) -> None:
@@ -113,6 +114,7 @@ def test_sync_once_brings_portal_changes_into_the_erp(
     assert [e.kind for e in emulator.requests()].count("oauth") == 1  # one refresh, at first use
 
 
+@pytest.mark.backends("sqlite", "postgresql")  # the CLI end to end; SQL per server elsewhere
 def test_queue_list_shows_waiting_records(
     served: tuple[Emulator, ServerThread], db_url: str, tmp_path: Path
 ) -> None:
