@@ -381,18 +381,7 @@ class Backfiller:
         return cursor_name(mapping.entity)
 
     async def _top_id(self, mapping: EntityMapping) -> int | None:
-        """The highest ID now: one cheap request (one page of IDs, no count).
-
-        It lets the progress bar show a position, and paging stop at that ID instead of
-        paying one more (49 chained, wasted) list request to find the end: anything
-        created later carries a queue event, as the bindings predate this probe.
-        """
-        probe = self.top_probe(mapping)
-        try:
-            answer = await self.portal.call(probe.method, probe.params)
-        except PortalError as exc:
-            return self.top_from(mapping, CommandOutcome(probe.key, probe.method, error=exc))
-        return self.top_from(mapping, CommandOutcome(probe.key, probe.method, answer.result))
+        return await probe_top(self.portal, mapping)
 
     # --- the cursor -----------------------------------------------------------------------
 
@@ -419,6 +408,22 @@ class Backfiller:
     def _finish_cursor(self, name: str, last_id: int) -> None:
         with self.engine.begin() as conn:
             write_cursor(conn, name, last_id, finished=True, now=self.now())
+
+
+async def probe_top(portal: PagingPortal, mapping: EntityMapping) -> int | None:
+    """The highest ID now: one cheap request (one page of IDs, no count); ``None`` when
+    the portal would not say.
+
+    It lets the progress bar show a position, and paging stop at that ID instead of
+    paying one more (49 chained, wasted) list request to find the end: anything
+    created later carries a queue event, as the bindings predate this probe.
+    """
+    probe = Backfiller.top_probe(mapping)
+    try:
+        answer = await portal.call(probe.method, probe.params)
+    except PortalError as exc:
+        return Backfiller.top_from(mapping, CommandOutcome(probe.key, probe.method, error=exc))
+    return Backfiller.top_from(mapping, CommandOutcome(probe.key, probe.method, answer.result))
 
 
 async def run_backfill(

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -41,8 +41,7 @@ from connector.adapters.store.tables import sync_cursor, sync_link
 from connector.core.batch_commands import MAX_COMMANDS, Command, CommandOutcome
 from connector.core.id_window import PAGE_SIZE, IdWindow, page_rows, row_id
 from connector.core.mapping_model import EntityMapping, MappingSet
-from connector.errors import PortalError
-from connector.service.backfill import NO_ID_ABOVE, Backfiller
+from connector.service.backfill import NO_ID_ABOVE, PagingPortal, probe_top
 from connector.service.backfill_window import EntityStats, WindowApplier, write_cursor
 
 __all__ = [
@@ -62,28 +61,13 @@ GAP_MARGIN = timedelta(minutes=10)
 the portal and the database host; re-reading a record is harmless)."""
 
 
-class _Answer(Protocol):
-    @property
-    def result(self) -> Any: ...
-
-
-class ReconcilePortal(Protocol):
-    """What reconcile needs from the REST client (``RestClient``)."""
-
-    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> _Answer: ...
+class ReconcilePortal(PagingPortal, Protocol):
+    """What reconcile needs from the REST client (``RestClient``): backfill's calls and
+    ID-window pages, and batches."""
 
     async def batch(
         self, commands: Sequence[Command], *, halt: bool = False
     ) -> dict[str, CommandOutcome]: ...
-
-    def iter_pages(
-        self,
-        window: IdWindow,
-        *,
-        after: int = 0,
-        batched: bool = True,
-        pages_per_request: int = MAX_COMMANDS,
-    ) -> AsyncIterator[list[Mapping[str, Any]]]: ...
 
 
 @dataclass
@@ -145,7 +129,7 @@ class Reconciler:
     ) -> ReconcileStats:
         stats = ReconcileStats(mapping.entity, since=since, applied=EntityStats(mapping.entity))
         probed_at = self.now()
-        top = await self._top_id(mapping)
+        top = await probe_top(self.portal, mapping)
         missing = await self._id_pass(mapping, top, probed_at, stats)
         stats.missing = len(missing)
         for start in range(0, len(missing), PAGE_SIZE * self.pages_per_request):
@@ -166,14 +150,6 @@ class Reconciler:
             since.isoformat() if since else "-",
         )
         return stats
-
-    async def _top_id(self, mapping: EntityMapping) -> int | None:
-        probe = Backfiller.top_probe(mapping)
-        try:
-            answer = await self.portal.call(probe.method, probe.params)
-        except PortalError as exc:
-            return Backfiller.top_from(mapping, CommandOutcome(probe.key, probe.method, error=exc))
-        return Backfiller.top_from(mapping, CommandOutcome(probe.key, probe.method, answer.result))
 
     async def _id_pass(
         self, mapping: EntityMapping, top: int | None, probed_at: datetime, stats: ReconcileStats

@@ -32,7 +32,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,8 +50,6 @@ from connector.adapters.store.journal import Journal
 from connector.adapters.store.outbox import OutboxStore
 from connector.adapters.store.peer_wake import PeerWake
 from connector.adapters.store.workers import WorkerRegistry
-from connector.core.batch_commands import MAX_COMMANDS
-from connector.core.id_window import IdWindow
 from connector.core.mapping_model import MappingSet
 from connector.errors import (
     AuthRevokedError,
@@ -66,7 +64,7 @@ from connector.service.drainer import QUEUE_LIMIT, Drainer, DrainStats, PortalCa
 from connector.service.health import HealthServer, Metrics
 from connector.service.holds import Holds
 from connector.service.pusher import Pusher, PushStats
-from connector.service.reconcile import note_bindings, run_pending
+from connector.service.reconcile import ReconcilePortal, note_bindings, run_pending
 
 log = logging.getLogger("connector.worker")
 
@@ -74,18 +72,9 @@ PRUNE_EVERY_S = 3600.0
 """How often ``run`` prunes the journal and the outbox (``adapters/store/housekeeping``)."""
 
 
-class WorkerPortal(PortalCalls, Protocol):
+class WorkerPortal(PortalCalls, ReconcilePortal, Protocol):
     """What the worker needs from the REST client: calls, batches and ID-window pages
-    (the reconcile after missing bindings, :class:`ReconcilePortal`)."""
-
-    def iter_pages(
-        self,
-        window: IdWindow,
-        *,
-        after: int = 0,
-        batched: bool = True,
-        pages_per_request: int = MAX_COMMANDS,
-    ) -> AsyncIterator[list[Mapping[str, Any]]]: ...
+    (the reconcile after missing bindings)."""
 
 
 @dataclass

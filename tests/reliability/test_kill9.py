@@ -5,7 +5,7 @@ budget lives in the database, so a restart never starts from an empty bucket).
 
 The kills land anywhere: during start-up and recovery, inside a drain transaction, after
 a commit before its clear, between a portal write and its local commit, idle polling.
-``B24_KILL_ROUNDS`` sets the rounds (CI: 20 per backend; 200 for a long run).
+``B24_TEST_KILL_ROUNDS`` sets the rounds (CI: 20 per backend; 200 for a long run).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tests.service.test_worker import served
 
 __all__ = ["served"]
 
-ROUNDS = int(os.environ.get("B24_KILL_ROUNDS", "20"))
+ROUNDS = int(os.environ.get("B24_TEST_KILL_ROUNDS", "20"))
 RATE, BURST = 2.0, 10  # the portal's pace, a small bucket: a restart that forgot it overflows
 
 
@@ -105,7 +105,7 @@ def test_kill_9_under_two_way_load_loses_nothing_and_duplicates_nothing(
     assert bound.returncode == 0, bound.stderr
     erp = make_engine(db_url)
     base = {k: v for k, v in os.environ.items() if not k.startswith("B24_")}
-    rng = random.Random(int(os.environ.get("B24_KILL_SEED", "4321")))
+    rng = random.Random(int(os.environ.get("B24_TEST_KILL_SEED", "4321")))
     argv = [sys.executable, "-m", "connector", "run", "--poll-interval", "0.3"]
     argv += ["--push-interval", "0.2", "--no-listen"]
     try:

@@ -12,7 +12,7 @@ Invariants checked after every rule:
 Teardown quiesces (resolve what is open, drain and push until nothing moves) and then
 every record of the example must agree on both sides, with no duplicate on either.
 
-``B24_MODEL_EXAMPLES`` sets the number of examples (CI: 200; ``10000`` for a long run);
+``B24_TEST_MODEL_EXAMPLES`` sets the number of examples (CI: 200; ``10000`` for a long run);
 every shrunk failure found is kept below as a named regression test.
 """
 
@@ -52,7 +52,7 @@ from connector.service.resolution import Resolution
 from connector.service.resolver import Resolver
 from tests.service.drain_harness import BASE, CONNECTOR, REPO, Bench, Crash, StaticToken
 
-EXAMPLES = int(os.environ.get("B24_MODEL_EXAMPLES", "200"))
+EXAMPLES = int(os.environ.get("B24_TEST_MODEL_EXAMPLES", "200"))
 MODEL = settings(
     max_examples=EXAMPLES,
     stateful_step_count=10,
@@ -453,5 +453,5 @@ def rigs(schema_db_url: str) -> Iterator[Rigs]:
 
 @pytest.mark.backends("sqlite", "postgresql")
 def test_both_sides_converge_without_echo_whatever_the_interleaving(rigs: Rigs) -> None:
-    """The model above, run for ``B24_MODEL_EXAMPLES`` examples."""
+    """The model above, run for ``B24_TEST_MODEL_EXAMPLES`` examples."""
     run_state_machine_as_test(lambda: BothSides(rigs.fresh()), settings=MODEL)
