@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from connector.adapters.store.tables import sync_cursor
+from connector.adapters.store.unconfirmed_adds import ORIGIN_CODES
 from connector.core.batch_commands import MAX_COMMANDS, Command, CommandOutcome
 from connector.core.id_ranges import split_ranges
 from connector.core.id_window import IdWindow, page_rows, row_id
@@ -196,13 +197,16 @@ class Backfiller:
         prefetch: bool = True,
         ranges: int = RANGES,
         min_range_ids: int = MIN_RANGE_IDS,
+        connector_id: str | None = None,
     ) -> None:
         if not 1 <= pages_per_request <= MAX_COMMANDS:
             raise ValueError(f"pages_per_request must be 1..{MAX_COMMANDS}")
         self.portal = portal
         self.engine = engine
         self.mappings = mappings
-        self.window = WindowApplier(engine, mappings, now=now, checkpoint=checkpoint)
+        self.window = WindowApplier(
+            engine, mappings, now=now, checkpoint=checkpoint, connector_id=connector_id
+        )
         self.pages_per_request = pages_per_request
         self.checkpoint = checkpoint
         self.now = now
@@ -328,7 +332,9 @@ class Backfiller:
             if len(spans) > 1:
                 await read_ranges(self, mapping, spans, stats, progress)
                 return spans[-1].hi
-        window = IdWindow(f"{mapping.entity}.list", {"select": mapping.portal_codes()})
+        window = IdWindow(
+            f"{mapping.entity}.list", {"select": [*mapping.portal_codes(), *ORIGIN_CODES]}
+        )
         pages = self.portal.iter_pages(
             window, after=after, batched=True, pages_per_request=self.pages_per_request
         )
@@ -437,6 +443,7 @@ async def run_backfill(
     bindings: Callable[[Sequence[Command]], Awaitable[BindingsAnswer]] | None = None,
     pages_per_request: int = MAX_COMMANDS,
     checkpoint: Checkpoint = _no_checkpoint,
+    connector_id: str | None = None,
 ) -> BackfillStats:
     """Backfill ``entities`` (names like ``crm.company`` or ``company``; all when ``None``).
 
@@ -456,7 +463,12 @@ async def run_backfill(
         for key, outcome in answer.probes.items():
             tops[probes[key].entity] = Backfiller.top_from(probes[key], outcome)
     backfiller = Backfiller(
-        client, engine, mappings, pages_per_request=pages_per_request, checkpoint=checkpoint
+        client,
+        engine,
+        mappings,
+        pages_per_request=pages_per_request,
+        checkpoint=checkpoint,
+        connector_id=connector_id,
     )
     return await backfiller.run(
         chosen, restart=restart, progress=progress, tops=tops, probed_at=probed_at

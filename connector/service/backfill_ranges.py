@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from connector.adapters.store.unconfirmed_adds import ORIGIN_CODES
 from connector.core.id_ranges import IdRange, RangeProgress
 from connector.core.id_window import IdWindow, row_id
 from connector.core.mapping_model import EntityMapping
@@ -84,7 +85,7 @@ async def read_ranges(
     async def read(index: int, span: IdRange) -> None:
         window = IdWindow(
             f"{mapping.entity}.list",
-            {"select": mapping.portal_codes(), "filter": {"<=ID": span.hi}},
+            {"select": [*mapping.portal_codes(), *ORIGIN_CODES], "filter": {"<=ID": span.hi}},
         )
         pages = backfiller.portal.iter_pages(
             window, after=span.lo, batched=True, pages_per_request=backfiller.pages_per_request

@@ -33,6 +33,7 @@ from connector.adapters.store.database import write_transaction
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.journal import APPLIED, CLEARED
 from connector.adapters.store.tables import sync_cursor, sync_journal, sync_link
+from connector.adapters.store.unconfirmed_adds import without_unconfirmed_adds
 from connector.core.id_window import row_id
 from connector.core.mapping_model import EntityMapping, MappingSet
 from connector.core.queue_records import plan_batch
@@ -114,7 +115,9 @@ class WindowApplier:
         *,
         now: Callable[[], datetime],
         checkpoint: Callable[[str], None],
+        connector_id: str | None = None,
     ) -> None:
+        self.connector_id = connector_id  # to leave our own unconfirmed adds to the push
         self.engine = engine
         self.mappings = mappings
         self.writer = ErpWriter(mappings)
@@ -181,6 +184,7 @@ class WindowApplier:
                 if b24_id not in fresh
             ]
             items += [(b24_id, None, None) for b24_id in gone if b24_id not in fresh]
+            items = without_unconfirmed_adds(conn, self.writer, mapping, self.connector_id, items)
             hooked = False
 
             def mid_apply() -> None:

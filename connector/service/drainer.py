@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from connector.adapters.store.database import write_transaction
@@ -42,7 +41,7 @@ from connector.adapters.store.db_locks import RecordLocks
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.journal import APPLIED, Journal, JournalEntry
 from connector.adapters.store.outbox import OutboxStore
-from connector.adapters.store.tables import sync_link
+from connector.adapters.store.unconfirmed_adds import ORIGIN_CODES, without_unconfirmed_adds
 from connector.core.batch_commands import Command, CommandOutcome
 from connector.core.mapping_model import MappingSet
 from connector.core.queue_records import DrainPlan, plan_batch
@@ -58,10 +57,6 @@ QUEUE_LIMIT = 500
 class Answerish(Protocol):
     @property
     def result(self) -> Any: ...
-
-
-ORIGIN_CODES = ("ORIGINATOR_ID", "ORIGIN_ID")
-"""Read with every fetch: they tell a record our own push created (its ERP key)."""
 
 
 class PortalCalls(Protocol):
@@ -350,10 +345,9 @@ class Drainer:
                 (lambda: self.checkpoint("mid_apply")) if len(plan.records) > 1 else None
             )
             for entity, items in groups.items():
-                items = self._without_unconfirmed_adds(conn, entity, items)
-                outcomes = self.writer.apply_many(
-                    conn, self.mappings.entities[entity], items, now=now, on_progress=hook
-                )
+                m = self.mappings.entities[entity]
+                items = without_unconfirmed_adds(conn, self.writer, m, self.connector_id, items)
+                outcomes = self.writer.apply_many(conn, m, items, now=now, on_progress=hook)
                 hook = None
                 unsent = {
                     o.erp_key: sorted(o.pending_push)
@@ -400,50 +394,6 @@ class Drainer:
                         stats.by_entity[entity] = stats.by_entity.get(entity, 0) + 1
             self.journal.mark_applied(conn, process_id, sorted(set(flagged)))
         return stats, sorted(set(flagged))
-
-    def _without_unconfirmed_adds(
-        self,
-        conn: Any,
-        entity: str,
-        items: list[tuple[int, Mapping[str, Any] | None, str | None]],
-    ) -> list[tuple[int, Mapping[str, Any] | None, str | None]]:
-        """Leave out portal records our own push created whose local commit was lost (a
-        kill between the portal's answer and the commit): the ERP row they came from has
-        no ``b24_id`` yet, and inserting another row for them would make a duplicate.
-        The push's retry finds them by ``ORIGIN_ID``, links that row and merges the
-        portal's state (a portal edit made meanwhile included)."""
-        ours = {
-            str(state["ORIGIN_ID"]): b24_id
-            for b24_id, state, _ in items
-            if state is not None
-            and str(state.get("ORIGINATOR_ID") or "") == self.connector_id
-            and str(state.get("ORIGIN_ID") or "")
-        }
-        if not ours:
-            return items
-        m = self.mappings.entities[entity]
-        parent = self.writer.table(m.table)
-        linked = set(
-            conn.execute(
-                sa.select(sync_link.c.b24_id).where(
-                    sync_link.c.entity == entity, sync_link.c.b24_id.in_(list(ours.values()))
-                )
-            ).scalars()
-        )
-        column = parent.c[m.key]
-        keys: list[Any] = list(ours)
-        if column.type.python_type is int:  # ORIGIN_ID is text; the key column may not be
-            keys = [int(k) for k in keys if k.isdigit()]
-        waiting = {
-            ours[str(key)]
-            for key in conn.execute(
-                sa.select(column).where(column.in_(keys), parent.c[m.b24_id_column].is_(None))
-            ).scalars()
-            if ours[str(key)] not in linked
-        }
-        for b24_id in sorted(waiting):
-            log.info("%s %d: our own add, not confirmed yet; the push links it", entity, b24_id)
-        return [item for item in items if item[0] not in waiting]
 
     async def _finish(
         self, process_id: str, record_ids: Sequence[int], flagged: Sequence[str]

@@ -38,6 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from connector.adapters.store.tables import sync_cursor, sync_link
+from connector.adapters.store.unconfirmed_adds import ORIGIN_CODES
 from connector.core.batch_commands import MAX_COMMANDS, Command, CommandOutcome
 from connector.core.id_window import PAGE_SIZE, IdWindow, page_rows, row_id
 from connector.core.mapping_model import EntityMapping, MappingSet
@@ -47,6 +48,7 @@ from connector.service.backfill_window import EntityStats, WindowApplier, write_
 __all__ = [
     "ReconcileStats",
     "Reconciler",
+    "earliest",
     "note_bindings",
     "pending",
     "run_pending",
@@ -116,13 +118,16 @@ class Reconciler:
         now: Callable[[], datetime] = _utc_now,
         pages_per_request: int = MAX_COMMANDS,
         checkpoint: Callable[[str], None] = _no_checkpoint,
+        connector_id: str | None = None,
     ) -> None:
         self.portal = portal
         self.engine = engine
         self.mappings = mappings
         self.now = now
         self.pages_per_request = pages_per_request
-        self.window = WindowApplier(engine, mappings, now=now, checkpoint=checkpoint)
+        self.window = WindowApplier(
+            engine, mappings, now=now, checkpoint=checkpoint, connector_id=connector_id
+        )
 
     async def entity(
         self, mapping: EntityMapping, *, since: datetime | None = None
@@ -215,7 +220,7 @@ class Reconciler:
                 f"{mapping.entity}.list",
                 {
                     "filter": {"@ID": list(ids[start : start + PAGE_SIZE])},
-                    "select": mapping.portal_codes(),
+                    "select": [*mapping.portal_codes(), *ORIGIN_CODES],
                     "order": {"ID": "ASC"},
                     "start": -1,
                 },
@@ -240,7 +245,10 @@ class Reconciler:
     ) -> None:
         window = IdWindow(
             f"{mapping.entity}.list",
-            {"select": mapping.portal_codes(), "filter": {">=DATE_MODIFY": since.isoformat()}},
+            {
+                "select": [*mapping.portal_codes(), *ORIGIN_CODES],
+                "filter": {">=DATE_MODIFY": since.isoformat()},
+            },
         )
         read_at = self.now()
         async for rows in self.portal.iter_pages(
@@ -289,6 +297,7 @@ def note_bindings(
     be bound again (their queue events in between are lost). Returns those entities."""
     at = now or _utc_now()
     seen = _cursor_rows(engine, BINDINGS_PREFIX)
+    owed = pending(engine)  # a reconcile still owed keeps its earlier start
     bound_now = {e.upper() for e in bound}
     gaps: dict[str, list[str]] = {}
     for mapping in mappings:
@@ -301,6 +310,8 @@ def note_bindings(
             if mapping.entity in gaps:
                 last = seen.get(mapping.entity, (None, False))[0]
                 since = (datetime.fromisoformat(last) - GAP_MARGIN) if last else None
+                if mapping.entity in owed:
+                    since = earliest(since, owed[mapping.entity])
                 log.error(
                     "%s: the offline bindings %s were missing (the app reinstalled, or its "
                     "access expired) and are bound again; changes made meanwhile never reached "
@@ -321,6 +332,13 @@ def note_bindings(
     return scheduled
 
 
+def earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The earlier of two gap starts, where ``None`` (IDs only) is the latest of all."""
+    if a is None or b is None:
+        return a or b
+    return min(a, b)
+
+
 def pending(engine: Engine) -> dict[str, datetime | None]:
     """Scheduled reconciles not finished yet: entity → the gap's start (``None``: IDs only)."""
     out: dict[str, datetime | None] = {}
@@ -331,11 +349,11 @@ def pending(engine: Engine) -> dict[str, datetime | None]:
 
 
 async def run_pending(
-    portal: ReconcilePortal, engine: Engine, mappings: MappingSet
+    portal: ReconcilePortal, engine: Engine, mappings: MappingSet, connector_id: str
 ) -> dict[str, ReconcileStats]:
     """Run every scheduled reconcile (a kill during one resumes it at the next start)."""
     todo = await asyncio.to_thread(pending, engine)
-    reconciler = Reconciler(portal, engine, mappings)
+    reconciler = Reconciler(portal, engine, mappings, connector_id=connector_id)
     done: dict[str, ReconcileStats] = {}
     for mapping in mappings:
         if mapping.entity in todo:

@@ -186,10 +186,12 @@ class Worker:
                 await self._register()
                 report = await ensure_bindings(self.client, self.mappings, self.connector_id)
                 await asyncio.to_thread(note_bindings, self.engine, self.mappings, report.bound)
-                self.stats.totals.add(await self.drainer.resume())
+                started = time.monotonic()
+                resumed = await self.drainer.resume()
+                if resumed.records:
+                    self._count_drain(resumed, time.monotonic() - started)
+                self.stats.totals.add(resumed)
                 self.stats.totals.add(await self.holds.sweep())
-                # bindings found missing (now or before a kill): mend the gap's losses
-                await run_pending(self.client, self.engine, self.mappings)
                 return
             except (RetriableError, SQLAlchemyError, StoreError) as exc:
                 if isinstance(exc, StoreError) and not exc.transient:
@@ -218,20 +220,9 @@ class Worker:
             )
 
     async def _keep_lease(self) -> None:
-        """Renew our lease; notice peers whose lease expired (their batches need us);
-        once an hour, prune what the connector's own tables no longer need."""
+        """Renew our lease; notice peers whose lease expired (their batches need us)."""
         every = self.registry.lease_s / 3
-        pruned_at: float | None = None
         while not self.stopping.is_set():
-            if pruned_at is None or time.monotonic() - pruned_at >= PRUNE_EVERY_S:
-                pruned_at = time.monotonic()
-                gone = await asyncio.to_thread(prune, self.engine)
-                if gone.journal or gone.outbox:
-                    log.info(
-                        "pruned %d cleared journal entries and %d done outbox rows",
-                        gone.journal,
-                        gone.outbox,
-                    )
             holding = self.listener is not None
             await asyncio.to_thread(self.registry.heartbeat, listener=holding)
             dead = [w.id for w in await asyncio.to_thread(self.registry.expired)]
@@ -245,6 +236,30 @@ class Worker:
                 self.wake.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=every)
+
+    async def _housekeeping(self) -> None:
+        """Prune what the connector's own tables no longer need: now, then hourly (its
+        own task, so a slow prune never delays the lease's heartbeat)."""
+        while not self.stopping.is_set():
+            gone = await asyncio.to_thread(prune, self.engine)
+            if gone.journal or gone.outbox:
+                log.info(
+                    "pruned %d cleared journal entries and %d done outbox rows",
+                    gone.journal,
+                    gone.outbox,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=PRUNE_EVERY_S)
+
+    async def _reconcile_gaps(self) -> None:
+        """Scheduled reconciles (bindings found missing), after start-up, beside the drain
+        and the push: a long one delays nothing, a failed one stays scheduled."""
+        try:
+            await run_pending(self.client, self.engine, self.mappings, self.connector_id)
+        except (RetriableError, FatalPortalError, AuthRevokedError, StoreError):
+            raise  # the supervisor decides: run it again, or stop the worker
+        except ConnectorError as exc:  # a record or an answer it cannot use: say so, go on
+            log.error("a scheduled reconcile failed and stays scheduled: %s", exc)
 
     def _pushed(self, reason: str) -> None:
         """A wake from Push&Pull: drain here, and tell the peers (PostgreSQL)."""
@@ -337,6 +352,12 @@ class Worker:
             asyncio.create_task(self._supervised("safety-poll", poll.run), name="safety-poll"),
             asyncio.create_task(self._supervised("pusher", self._push_loop), name="pusher"),
             asyncio.create_task(self._supervised("lease", self._keep_lease), name="lease"),
+            asyncio.create_task(
+                self._supervised("housekeeping", self._housekeeping), name="housekeeping"
+            ),
+            asyncio.create_task(
+                self._supervised("reconcile", self._reconcile_gaps), name="reconcile"
+            ),
         ]
         if self.peer_wake.available:
             tasks.append(asyncio.create_task(self._supervised("peer-wake", self._hear_peers)))
@@ -460,8 +481,12 @@ class Worker:
             try:
                 if self.needs_resume:  # a failed batch (or a dead peer) may hold records
                     dead = list(self.dead_peers)
+                    started = time.monotonic()
                     async with self.turns:
-                        self.stats.totals.add(await self.drainer.resume())
+                        resumed = await self.drainer.resume()
+                    if resumed.records:  # adopted batches are synced records too
+                        self._count_drain(resumed, time.monotonic() - started)
+                    self.stats.totals.add(resumed)
                     self.needs_resume = False
                     if dead:
                         await asyncio.to_thread(self.registry.reap, dead)

@@ -166,3 +166,31 @@ async def test_a_portal_edit_of_our_unconfirmed_add_makes_no_second_erp_row(rig:
         "edited in the portal",
     )
     assert b.queue() == []
+
+
+@pytest.mark.parametrize("reader", ["backfill", "reconcile"])
+async def test_a_backfill_or_reconcile_leaves_our_unconfirmed_add_to_the_push(
+    rig: Rig, reader: str
+) -> None:
+    """The same lost commit, met by a backfill window or a reconcile instead of a drain:
+    no second ERP row; the push's retry links the original one."""
+    from connector.service.backfill import Backfiller
+    from connector.service.reconcile import Reconciler
+    from tests.service.test_pusher import Crash as PushCrash
+    from tests.service.test_pusher import _crashing
+
+    b = rig.bench
+    rig.sql("INSERT INTO erp_company (title) VALUES ('From ERP')")
+    with pytest.raises(PushCrash):
+        await _crashing(rig, "after_write").push_until_empty()
+    company = b.mappings.entities["crm.company"]
+    if reader == "backfill":
+        await Backfiller(b.client, b.engine, b.mappings, connector_id=CONNECTOR).entity(
+            company, restart=True
+        )
+    else:
+        await Reconciler(b.client, b.engine, b.mappings, connector_id=CONNECTOR).entity(company)
+    assert [r["b24_id"] for r in b.rows("erp_company")] == [None]
+    await _crashing(rig, "never").push_until_empty()
+    [made] = list(b.emulator.portal().crm.ids("company"))
+    assert [r["b24_id"] for r in b.rows("erp_company")] == [made]

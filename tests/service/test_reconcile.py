@@ -121,7 +121,11 @@ async def test_rebound_events_of_a_synced_entity_schedule_a_reconcile_that_survi
     # the next start finds the bindings in place; the reconcile is still owed
     assert note_bindings(bench.engine, bench.mappings, [], now=first + timedelta(hours=4)) == []
     assert set(pending(bench.engine)) == {"crm.company"}
-    done = await run_pending(bench.client, bench.engine, bench.mappings)
+    # found missing again before it ran: the earlier gap start is kept
+    later = first + timedelta(hours=5)
+    note_bindings(bench.engine, bench.mappings, events, now=later)
+    assert pending(bench.engine)["crm.company"] == since
+    done = await run_pending(bench.client, bench.engine, bench.mappings, "erp_main")
     assert set(done) == {"crm.company"}
     assert pending(bench.engine) == {}
 

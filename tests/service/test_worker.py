@@ -332,3 +332,32 @@ async def test_the_worker_prunes_old_journal_entries_as_it_starts(worker_env: Wo
     await eventually(pruned)
     worker.stop()
     await asyncio.wait_for(task, 15)
+
+
+async def test_records_a_resume_finishes_count_as_synced_in_the_metrics(
+    worker_env: WorkerEnv,
+) -> None:
+    """A batch reserved by a process that died is finished by the worker's start-up
+    resume: /metrics counts those records (it used to count fresh batches only, so a
+    worker that only resumed looked as if it had synced nothing)."""
+    from connector.service.drainer import Drainer
+
+    emulator, engine, client, http = worker_env
+    mappings = load_mappings(REPO / "mappings")
+    await client.call("event.bind", {"event": "ONCRMCOMPANYADD", "event_type": "offline"})
+    emulator.ui_add("crm.company", {"TITLE": "Reserved, then a kill"})
+
+    def die(step: str) -> None:
+        if step == "after_reserve":
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        await Drainer(client, engine, mappings, CONNECTOR, checkpoint=die).drain_until_empty()
+    worker = Worker(client, http, engine, mappings, CONNECTOR, listen=False)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.ready.wait(), 15)
+    await eventually(lambda: titles(engine) == ["Reserved, then a kill"])
+    counted = worker.metrics.synced.labels("to_erp", "inserted")._value.get()
+    worker.stop()
+    await asyncio.wait_for(task, 15)
+    assert counted == 1

@@ -154,13 +154,17 @@ async def _run(
     from connector.service import wiring
     from connector.service.backfill import run_backfill
     from connector.service.bindings import BindingReport, ensure_bindings
+    from connector.service.reconcile import note_bindings
 
     sink = _progress_for(sys.stdout)
     async with wiring.portal_session(cfg, engine) as session:
         client = session.client
 
         async def bind(probes: Sequence[Command]) -> BindingReport:
-            return await ensure_bindings(client, mappings, cfg.connector_id, probes=probes)
+            report = await ensure_bindings(client, mappings, cfg.connector_id, probes=probes)
+            # events bound again for entities synced before: their gap gets a reconcile
+            await asyncio.to_thread(note_bindings, engine, mappings, report.bound)
+            return report
 
         with sink if isinstance(sink, RichProgress) else contextlib.nullcontext():
             return await run_backfill(
@@ -171,6 +175,7 @@ async def _run(
                 progress=sink,
                 restart=restart,
                 bindings=bind,
+                connector_id=cfg.connector_id,
             )
 
 

@@ -48,14 +48,19 @@ async def _run(
 ) -> list[Any]:
     from connector.service import wiring
     from connector.service.bindings import ensure_bindings
-    from connector.service.reconcile import Reconciler, note_bindings
+    from connector.service.reconcile import Reconciler, earliest, note_bindings, pending
 
     async with wiring.portal_session(cfg, engine) as session:
         # bindings before any read, as for backfill: nothing changed meanwhile is lost
         report = await ensure_bindings(session.client, mappings, cfg.connector_id)
         await asyncio.to_thread(note_bindings, engine, mappings, report.bound)
-        reconciler = Reconciler(session.client, engine, mappings)
-        return [await reconciler.entity(m, since=since) for m in chosen]
+        scheduled = await asyncio.to_thread(pending, engine)
+        reconciler = Reconciler(session.client, engine, mappings, connector_id=cfg.connector_id)
+        results = []
+        for m in chosen:  # a scheduled gap's start is never dropped for a later --since
+            when = earliest(since, scheduled[m.entity]) if m.entity in scheduled else since
+            results.append(await reconciler.entity(m, since=when))
+        return results
 
 
 @click.command()

@@ -69,7 +69,7 @@ async def sync_once() -> tuple[DrainStats, PushStats]:
             holds = Holds(drainer)
             total = await drainer.resume()
             total.add(await holds.sweep())
-            await run_pending(session.client, engine, mappings)
+            await run_pending(session.client, engine, mappings, cfg.connector_id)
             pushed = PushStats()
             while True:
                 drained = await drainer.drain_until_empty()
