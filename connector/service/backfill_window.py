@@ -170,8 +170,10 @@ class WindowApplier:
         ids = [row_id(r) for r in rows]
         cutoff = self._cutoff(read_at)
         now = self.now()
-        # the write lock up front: a concurrent drainer cannot commit between the
-        # link check and the writes
+        # On SQLite the write lock is taken up front, so a concurrent drain cannot commit
+        # between the link check and the writes. On PostgreSQL/MariaDB the links read are
+        # locked (FOR UPDATE), but a drain that wrote no link (an edit and its undo) can
+        # still commit its journal entry after _drained_since ran: a known gap.
         with write_transaction(self.engine) as conn:
             seen = present.union(ids)
             gone = self._gone(conn, mapping.entity, covers, seen) if covers else []
