@@ -96,13 +96,22 @@ def _as_utc(value: datetime) -> datetime:
 def write_cursor(
     conn: Connection, name: str, value: int | str, *, finished: bool, now: datetime
 ) -> None:
-    """Set ``sync_cursor`` ``name`` to ``value`` (insert or update)."""
+    """Set ``sync_cursor`` ``name`` to ``value``: one upsert, so two workers writing the
+    same cursor at once (start-up bindings notes) never collide on its key."""
     values = {"value": str(value), "finished": finished, "updated_at": now}
-    found = conn.execute(sa.select(sync_cursor.c.name).where(sync_cursor.c.name == name)).first()
-    if found is not None:
-        conn.execute(sync_cursor.update().where(sync_cursor.c.name == name).values(**values))
+    dialect = conn.dialect.name
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        mine = mysql_insert(sync_cursor).values(name=name, **values)
+        conn.execute(mine.on_duplicate_key_update(**values))
+        return
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
     else:
-        conn.execute(sync_cursor.insert().values(name=name, **values))
+        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+    statement = upsert(sync_cursor).values(name=name, **values)
+    conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_=values))
 
 
 class WindowApplier:

@@ -179,3 +179,44 @@ def marked_in(db_url: str) -> set[int]:
         out = {int(i) for i in found}
     engine.dispose()
     return out
+
+
+def test_two_workers_noting_bindings_at_once_never_collide(db_url: str) -> None:
+    """Workers starting together each note the bindings (the same sync_cursor rows): the
+    cursor write is one upsert, so neither fails on the row's key (a select-then-insert
+    raised UniqueViolation on PostgreSQL and stopped a worker's start-up)."""
+    import threading
+
+    from connector.adapters.store import migrate
+    from connector.service.backfill_window import write_cursor
+
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    failures: list[BaseException] = []
+    for round_ in range(15):
+        barrier = threading.Barrier(2)
+
+        def write(
+            value: str, name: str = f"bindings:race-{round_}", barrier: Any = barrier
+        ) -> None:
+            try:
+                barrier.wait()
+                with engine.begin() as conn:
+                    write_cursor(conn, name, value, finished=True, now=datetime.now(UTC))
+            except BaseException as exc:  # collected for the assertion
+                failures.append(exc)
+
+        threads = [threading.Thread(target=write, args=(v,)) for v in ("a", "b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    with engine.connect() as conn:
+        rows = (
+            conn.execute(sa.text("SELECT value FROM sync_cursor WHERE name LIKE 'bindings:race-%'"))
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    assert failures == []
+    assert len(rows) == 15 and set(rows) <= {"a", "b"}
