@@ -54,7 +54,9 @@ def main(argv: list[str]) -> int:
     if verb == "test":
         # two processes by default (most tests wait on sockets and subprocesses); each has
         # its own server databases. `dev.py test -n 0` runs in one process.
-        spread = [] if any(a == "-n" or a.startswith("-n") for a in rest) else ["-n", "2"]
+        spread = ["-n", "2", "--dist", "worksteal"]  # idle workers take from busy ones
+        if any(a == "-n" or a.startswith("-n") for a in rest):
+            spread = []
         code = run(str(BIN / "python"), "-m", "pytest", *spread, *rest)
         return 1 if code == 5 else code  # 5 = no tests collected: never a pass
     lint = run(str(BIN / "ruff"), "check", ".")

@@ -55,7 +55,7 @@ from tests.service.drain_harness import BASE, CONNECTOR, REPO, Bench, Crash, Sta
 EXAMPLES = int(os.environ.get("B24_TEST_MODEL_EXAMPLES", "200"))
 MODEL = settings(
     max_examples=EXAMPLES,
-    stateful_step_count=10,
+    stateful_step_count=8,
     deadline=None,  # a loaded 2-core machine: no per-example deadline
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     print_blob=True,
