@@ -124,7 +124,15 @@ def test_kill_9_under_two_way_load_loses_nothing_and_duplicates_nothing(
         for _ in range(3):  # quiesce: the last round's work, then a round that finds none
             done = cli("sync", "--once", cwd=tmp_path, env=env)
             assert done.returncode == 0, done.stderr
-        assert converged(emulator, erp, env["B24_CONNECTOR_ID"]) == []
+        with erp.connect() as conn:  # named in the failure: what holds a record back
+            held = conn.execute(
+                sa.text("SELECT b24_id, fields FROM sync_conflict WHERE status = 'open'")
+            ).all()
+            waiting = conn.execute(
+                sa.text("SELECT erp_key, op, status, note FROM sync_outbox WHERE status != 'done'")
+            ).all()
+        wrong = converged(emulator, erp, env["B24_CONNECTOR_ID"])
+        assert wrong == [], f"{wrong}; open conflicts {held}; outbox not done {waiting}"
         assert emulator.queue_state() == []
         with erp.connect() as conn:
             stuck = conn.execute(
