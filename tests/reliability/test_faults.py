@@ -27,13 +27,11 @@ import pytest
 from connector.adapters.store.database import make_engine
 from connector.emulator.app import Emulator
 from connector.emulator.server import ServerThread
-from tests.reliability.test_kill9 import converged, load
-from tests.service.test_sync_command import cli, setup_connector
+from tests.reliability.test_kill9 import BURST, RATE, converged, limited_connector, load
+from tests.service.test_sync_command import cli
 from tests.service.test_worker import served
 
 __all__ = ["served"]
-
-RATE, BURST = 2.0, 10
 
 
 @pytest.mark.backends("sqlite", "postgresql")
@@ -41,10 +39,7 @@ def test_run_rides_out_portal_faults_and_converges(
     served: tuple[Emulator, ServerThread], db_url: str, tmp_path: Path
 ) -> None:
     emulator, server = served
-    emulator.set_limits(rate=RATE, burst=BURST, reset=True)
-    env = setup_connector(emulator, server, db_url, tmp_path)
-    env = {**env, "B24_RATE_LIMIT": str(RATE), "B24_RATE_BURST": str(BURST)}
-    assert cli("sync", "--once", cwd=tmp_path, env=env).returncode == 0
+    env = limited_connector(emulator, server, db_url, tmp_path)
     erp = make_engine(db_url)
     rng = random.Random(99)
     base = {k: v for k, v in os.environ.items() if not k.startswith("B24_")}

@@ -93,16 +93,25 @@ def converged(emulator: Emulator, erp: sa.Engine, connector_id: str) -> list[str
     return wrong
 
 
-@pytest.mark.backends("sqlite", "postgresql")
-def test_kill_9_under_two_way_load_loses_nothing_and_duplicates_nothing(
-    served: tuple[Emulator, ServerThread], db_url: str, tmp_path: Path
-) -> None:
-    emulator, server = served
+def limited_connector(
+    emulator: Emulator, server: ServerThread, db_url: str, tmp_path: Path
+) -> dict[str, str]:
+    """A connector set up and bound, the portal and the connector at 2/s with a small
+    bucket (a restart that forgot the bucket would overflow it)."""
     emulator.set_limits(rate=RATE, burst=BURST, reset=True)
     env = setup_connector(emulator, server, db_url, tmp_path)
     env = {**env, "B24_RATE_LIMIT": str(RATE), "B24_RATE_BURST": str(BURST)}
     bound = cli("sync", "--once", cwd=tmp_path, env=env)  # the offline bindings first
     assert bound.returncode == 0, bound.stderr
+    return env
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+def test_kill_9_under_two_way_load_loses_nothing_and_duplicates_nothing(
+    served: tuple[Emulator, ServerThread], db_url: str, tmp_path: Path
+) -> None:
+    emulator, server = served
+    env = limited_connector(emulator, server, db_url, tmp_path)
     erp = make_engine(db_url)
     base = {k: v for k, v in os.environ.items() if not k.startswith("B24_")}
     rng = random.Random(int(os.environ.get("B24_TEST_KILL_SEED", "4321")))

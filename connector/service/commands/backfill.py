@@ -179,14 +179,18 @@ async def _run(
             )
 
 
-@click.command()
-@click.option(
+entity_option = click.option(
     "--entity",
     "entities",
     multiple=True,
     metavar="E",
     help="Only this entity: crm.company or company (repeatable; default: every mapped one).",
 )
+"""``--entity E`` (repeatable), as backfill and reconcile take it."""
+
+
+@click.command()
+@entity_option
 @click.option(
     "--restart",
     is_flag=True,

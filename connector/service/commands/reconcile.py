@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from connector.errors import ConfigError
+from connector.service.commands.backfill import entity_option
 from connector.service.output import emit_json
 
 __all__ = ["reconcile", "summary_line"]
@@ -64,13 +65,7 @@ async def _run(
 
 
 @click.command()
-@click.option(
-    "--entity",
-    "entities",
-    multiple=True,
-    metavar="E",
-    help="Only this entity: crm.company or company (repeatable; default: every mapped one).",
-)
+@entity_option
 @click.option(
     "--since",
     metavar="TIME",
