@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     mappings_dir: Path = Field(default=Path("mappings"), description="Folder of mapping YAML files")
     rate_limit: float = Field(default=2.0, gt=0, description="Portal leak rate, requests/s")
     rate_burst: int = Field(default=50, ge=1, description="Portal bucket size, requests")
+    http_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds a REST call may take before it is given up and retried",
+    )
     clock_skew: float = Field(
         default=5.0,
         ge=0,
@@ -118,6 +123,20 @@ class Settings(BaseSettings):
         default=30.0,
         ge=1,
         description="run: seconds a worker's heartbeat lease lasts; past it, peers adopt its work",
+    )
+    journal_keep_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description=(
+            "run: hours a cleared queue batch stays in sync_journal (keep it longer than a "
+            "backfill window takes: the window checks newer entries for live events)"
+        ),
+    )
+    outbox_keep_days: float = Field(
+        default=7.0, gt=0, description="run: days a done sync_outbox row stays (outbox list)"
+    )
+    prune_interval: float = Field(
+        default=3600.0, gt=0, description="run: seconds between prunes of the journal and outbox"
     )
     metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Loopback port for /healthz and /metrics"

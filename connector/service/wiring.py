@@ -106,6 +106,14 @@ class PortalSession:
     tokens: TokenStore
 
 
+def http_timeout(cfg: Settings, *, quick: bool = False) -> httpx.Timeout:
+    """``B24_HTTP_TIMEOUT`` for work; for a quick look by an operator (``status``), one
+    short try."""
+    if quick:
+        return httpx.Timeout(1.5, connect=1.0)
+    return httpx.Timeout(cfg.http_timeout, connect=min(cfg.http_timeout, 10.0))
+
+
 @asynccontextmanager
 async def portal_session(
     cfg: Settings,
@@ -125,9 +133,7 @@ async def portal_session(
         raise ConfigError(f"no tokens stored for {host}; run: b24-connector auth set < token.txt")
     profile = BucketProfile(rate=cfg.rate_limit, burst=cfg.rate_burst)
     governor = RateGovernor(profile, ledger=ledger_for(engine, host))  # persisted, shared
-    # quick: a look for an operator (status), not work: one try, a short timeout
-    timeout = httpx.Timeout(1.5, connect=1.0) if quick else httpx.Timeout(30.0, connect=10.0)
-    async with httpx.AsyncClient(timeout=timeout) as http:
+    async with httpx.AsyncClient(timeout=http_timeout(cfg, quick=quick)) as http:
         oauth = OAuthFlow(
             tokens,
             http=http,

@@ -34,6 +34,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -45,7 +46,7 @@ from connector.adapters.safety_poll import SafetyPoll
 from connector.adapters.store.db_errors import store_error
 from connector.adapters.store.db_locks import ListenerLock
 from connector.adapters.store.erp_writer import ErpWriter
-from connector.adapters.store.housekeeping import prune
+from connector.adapters.store.housekeeping import JOURNAL_KEEP, OUTBOX_KEEP, prune
 from connector.adapters.store.journal import Journal
 from connector.adapters.store.outbox import OutboxStore
 from connector.adapters.store.peer_wake import PeerWake
@@ -68,8 +69,17 @@ from connector.service.reconcile import ReconcilePortal, note_bindings, run_pend
 
 log = logging.getLogger("connector.worker")
 
-PRUNE_EVERY_S = 3600.0
-"""How often ``run`` prunes the journal and the outbox (``adapters/store/housekeeping``)."""
+
+
+@dataclass(frozen=True)
+class Keep:
+    """How long ``run`` keeps its own rows (``adapters/store/housekeeping``), and how
+    often it prunes (``B24_JOURNAL_KEEP_HOURS``, ``B24_OUTBOX_KEEP_DAYS``,
+    ``B24_PRUNE_INTERVAL``)."""
+
+    journal: timedelta = JOURNAL_KEEP
+    outbox: timedelta = OUTBOX_KEEP
+    every: float = 3600.0
 
 
 class WorkerPortal(PortalCalls, ReconcilePortal, Protocol):
@@ -105,6 +115,7 @@ class Worker:
         health: tuple[str, int] | None = None,
         registry: WorkerRegistry | None = None,
         queue_limit: int = QUEUE_LIMIT,
+        keep: Keep | None = None,
     ) -> None:
         self.client = client
         self.http = http
@@ -115,6 +126,7 @@ class Worker:
         self.listen = listen
         self.listener_options = dict(listener_options or {})
         self.push_interval = push_interval
+        self.keep = keep or Keep()
         self.registry = registry or WorkerRegistry(engine, connector_id)
         self.listener_lock = ListenerLock(engine, connector_id)
         self.peer_wake = PeerWake(engine, connector_id)
@@ -240,8 +252,11 @@ class Worker:
     async def _housekeeping(self) -> None:
         """Prune what the connector's own tables no longer need: now, then hourly (its
         own task, so a slow prune never delays the lease's heartbeat)."""
+        keep = self.keep
         while not self.stopping.is_set():
-            gone = await asyncio.to_thread(prune, self.engine)
+            gone = await asyncio.to_thread(
+                prune, self.engine, journal_keep=keep.journal, outbox_keep=keep.outbox
+            )
             if gone.journal or gone.outbox:
                 log.info(
                     "pruned %d cleared journal entries and %d done outbox rows",
@@ -249,7 +264,7 @@ class Worker:
                     gone.outbox,
                 )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=PRUNE_EVERY_S)
+                await asyncio.wait_for(self.stopping.wait(), timeout=keep.every)
 
     async def _reconcile_gaps(self) -> None:
         """Scheduled reconciles (bindings found missing), after start-up, beside the drain

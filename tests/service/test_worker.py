@@ -334,6 +334,49 @@ async def test_the_worker_prunes_old_journal_entries_as_it_starts(worker_env: Wo
     await asyncio.wait_for(task, 15)
 
 
+async def test_the_worker_prunes_on_its_interval_with_the_keep_it_was_given(
+    worker_env: WorkerEnv,
+) -> None:
+    """With ``B24_JOURNAL_KEEP_HOURS`` and ``B24_PRUNE_INTERVAL`` short (a soak's settings),
+    a batch cleared just now outlives the prunes of its first second and is gone once it is
+    older than the keep: housekeeping runs again on its interval, not only at start-up."""
+    from datetime import UTC, datetime, timedelta
+
+    from connector.adapters.store.tables import sync_journal
+    from connector.service.worker import Keep
+
+    _emulator, engine, client, http = worker_env
+    keep = Keep(journal=timedelta(seconds=1.5), every=0.2)
+    worker = Worker(
+        client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR, listen=False, keep=keep
+    )
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.ready.wait(), 15)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            sync_journal.insert().values(
+                process_id="just-now",
+                connector_id=CONNECTOR,
+                state="cleared",
+                record_ids=[],
+                events=[],
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+    def left() -> list[str]:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.select(sync_journal.c.process_id)).scalars().all())
+
+    await asyncio.sleep(0.6)  # three prunes later: younger than the keep, still there
+    assert "just-now" in left()
+    await eventually(lambda: "just-now" not in left())
+    worker.stop()
+    await asyncio.wait_for(task, 15)
+
+
 async def test_records_a_resume_finishes_count_as_synced_in_the_metrics(
     worker_env: WorkerEnv,
 ) -> None:

@@ -125,3 +125,26 @@ def test_require_portal_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("B24_CLIENT_ID", "local.x")
     with pytest.raises(ConfigError, match="B24_PORTAL_URL, B24_CLIENT_SECRET not set"):
         load_settings().require_portal()
+
+
+def test_http_timeout_and_housekeeping_settings_reach_their_users(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``B24_HTTP_TIMEOUT`` bounds every REST call of the portal session (connect at most
+    10 s); the keep and prune settings are read as numbers."""
+    from connector.service.wiring import http_timeout
+
+    default = http_timeout(load_settings())
+    assert (default.read, default.connect) == (30.0, 10.0)
+    monkeypatch.setenv("B24_HTTP_TIMEOUT", "2.5")
+    monkeypatch.setenv("B24_JOURNAL_KEEP_HOURS", "0.5")
+    monkeypatch.setenv("B24_OUTBOX_KEEP_DAYS", "1")
+    monkeypatch.setenv("B24_PRUNE_INTERVAL", "60")
+    s = load_settings()
+    short = http_timeout(s)
+    assert (short.read, short.write, short.connect) == (2.5, 2.5, 2.5)
+    assert (s.journal_keep_hours, s.outbox_keep_days, s.prune_interval) == (0.5, 1.0, 60.0)
+    assert http_timeout(s, quick=True).read == 1.5
+    monkeypatch.setenv("B24_HTTP_TIMEOUT", "0")
+    with pytest.raises(ConfigError, match="B24_HTTP_TIMEOUT"):
+        load_settings()

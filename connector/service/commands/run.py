@@ -11,12 +11,13 @@ async def run_worker(
     poll_interval: float, listen: bool, push_interval: float = 1.0, log_format: str | None = None
 ) -> None:
     import logging
+    from datetime import timedelta
 
     from connector.adapters.store.workers import WorkerRegistry
     from connector.service import wiring
     from connector.service.health import Metrics
     from connector.service.logs import configure
-    from connector.service.worker import Worker, install_signal_handlers
+    from connector.service.worker import Keep, Worker, install_signal_handlers
 
     cfg = wiring.settings()
     root = logging.getLogger()
@@ -41,6 +42,11 @@ async def run_worker(
                 health=health,
                 registry=WorkerRegistry(engine, cfg.connector_id, lease_s=cfg.worker_lease),
                 queue_limit=cfg.queue_limit,
+                keep=Keep(
+                    journal=timedelta(hours=cfg.journal_keep_hours),
+                    outbox=timedelta(days=cfg.outbox_keep_days),
+                    every=cfg.prune_interval,
+                ),
             )
             metrics.watch(
                 governor=lambda: session.governor,
