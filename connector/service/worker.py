@@ -70,7 +70,6 @@ from connector.service.reconcile import ReconcilePortal, note_bindings, run_pend
 log = logging.getLogger("connector.worker")
 
 
-
 @dataclass(frozen=True)
 class Keep:
     """How long ``run`` keeps its own rows (``adapters/store/housekeeping``), and how

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from connector.adapters.store.bulk_insert import among
 from connector.adapters.store.tables import sync_outbox
 
 DELETED_FIELD = "__record__"
@@ -58,7 +59,7 @@ def erp_change_times(conn: Connection, entity: str, keys: Sequence[str]) -> dict
         .where(
             sync_outbox.c.entity == entity,
             sync_outbox.c.status.in_(["pending", "held"]),
-            sync_outbox.c.erp_key.in_(list(keys)),
+            among(conn, sync_outbox.c.erp_key, list(keys)),
         )
         .group_by(sync_outbox.c.erp_key)
     ).all()

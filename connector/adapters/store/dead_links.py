@@ -13,6 +13,7 @@ from collections.abc import Collection
 
 from sqlalchemy import Connection
 
+from connector.adapters.store.bulk_insert import among
 from connector.adapters.store.tables import sync_link
 
 __all__ = ["drop_dead_links"]
@@ -25,7 +26,7 @@ def drop_dead_links(conn: Connection, entity: str, erp_keys: Collection[str]) ->
     result = conn.execute(
         sync_link.delete().where(
             sync_link.c.entity == entity,
-            sync_link.c.erp_key.in_(sorted(erp_keys)),
+            among(conn, sync_link.c.erp_key, sorted(erp_keys)),
             sync_link.c.deleted.is_(True),
         )
     )

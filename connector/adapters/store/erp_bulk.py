@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from connector.adapters.store.bulk_insert import among
 from connector.adapters.store.conflict_rows import (
     DELETE_CONFLICT,
     DELETED_FIELD,
@@ -125,13 +126,15 @@ def _apply_chunk(
     links = {
         int(r["b24_id"]): r
         for r in conn.execute(
-            sa.select(sync_link).where(sync_link.c.entity == m.entity, sync_link.c.b24_id.in_(ids))
+            sa.select(sync_link).where(
+                sync_link.c.entity == m.entity, among(conn, sync_link.c.b24_id, ids)
+            )
         ).mappings()
     }
     rows = {
         int(r[m.b24_id_column]): r
         for r in conn.execute(
-            sa.select(parent).where(parent.c[m.b24_id_column].in_(ids))
+            sa.select(parent).where(among(conn, parent.c[m.b24_id_column], ids))
         ).mappings()
     }
     keys = [r[m.key] for r in rows.values()]
@@ -144,7 +147,7 @@ def _apply_chunk(
                 sa.select(
                     t.c.id, t.c[MULTI_OWNER], t.c[MULTI_VALUE_ID], t.c[MULTI_TYPE], t.c[MULTI_VALUE]
                 )
-                .where(t.c[MULTI_OWNER].in_(keys))
+                .where(among(conn, t.c[MULTI_OWNER], keys))
                 .order_by(t.c.id)
             ).all():
                 per_owner.setdefault(r[1], []).append(r)
@@ -158,7 +161,7 @@ def _apply_chunk(
             sync_conflict.c.b24_id,
         ).where(
             sync_conflict.c.entity == m.entity,
-            sync_conflict.c.b24_id.in_(ids),
+            among(conn, sync_conflict.c.b24_id, ids),
             sync_conflict.c.status == "open",
         )
     ).all():
@@ -301,12 +304,17 @@ def _apply_chunk(
                 updates.append({"_key": row[m.key], **values})
                 outcome.action = "updated"
         outcomes[up.index] = outcome
+    reserved = writer.bulk.reserve_keys(conn, parent, m.key, len(new_rows))
+    if reserved is not None:  # PostgreSQL: the keys are known before the rows are written
+        for new, key in zip(new_rows, reserved, strict=True):
+            new[m.key] = key
+            erp_keys[new[m.b24_id_column]] = key
     for run in _runs(new_rows):
-        conn.execute(parent.insert(), run)
+        writer.bulk.rows(conn, parent, run)
     writer.table_stats.inserted(
         conn, [m.table, "sync_link", *(mf.table for mf in m.multifields)], len(new_rows)
     )
-    if new_rows:
+    if new_rows and reserved is None:
         new_ids = [n[m.b24_id_column] for n in new_rows]
         for part in _chunks(new_ids):
             for kr in conn.execute(
@@ -361,8 +369,7 @@ def _apply_chunk(
                 .values({MULTI_TYPE: sa.bindparam("_t"), MULTI_VALUE: sa.bindparam("_v")}),
                 changed,
             )
-        if added:
-            conn.execute(t.insert(), added)
+        writer.bulk.rows(conn, t, added)
 
     # --- conflicts and links -----------------------------------------------------------
     link_new: list[dict[str, Any]] = []
@@ -415,7 +422,7 @@ def _apply_chunk(
         )
     if link_new:
         drop_dead_links(conn, m.entity, {str(n["erp_key"]) for n in link_new})
-        conn.execute(sync_link.insert(), link_new)
+        writer.bulk.rows(conn, sync_link, link_new)
     if link_upd:
         conn.execute(
             sync_link.update()

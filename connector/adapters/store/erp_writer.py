@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Table
 
+from connector.adapters.store.bulk_insert import BulkInsert
 from connector.adapters.store.conflict_rows import (
     DELETE_CONFLICT,
     DELETED_FIELD,
@@ -82,6 +83,7 @@ class ErpWriter:
         self.metadata = erp_metadata(mappings)
         self.skew = timedelta(seconds=skew)  # newer_wins: closer than this is a conflict
         self.table_stats = TableStats()  # PostgreSQL: ANALYZE as a large load grows a table
+        self.bulk = BulkInsert()  # COPY and reserved keys on PostgreSQL
 
     def table(self, name: str) -> Table:
         return self.metadata.tables[name]

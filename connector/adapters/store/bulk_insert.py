@@ -1,0 +1,126 @@
+"""Bulk inserts: one ``COPY`` on PostgreSQL, one driver-level ``executemany`` elsewhere,
+and on PostgreSQL the new rows' keys reserved up front.
+
+A backfill window inserts hundreds of rows into the entity table, its child tables and
+``sync_link``. Through SQLAlchemy's ``executemany`` each row pays for parameter
+processing in Python, and on PostgreSQL psycopg sends one statement per row (pipelined,
+but the server still runs each one); the entity rows' generated keys then have to be
+read back. Here instead:
+
+* :meth:`BulkInsert.reserve_keys` (PostgreSQL) takes the keys from the column's own
+  sequence in one ``SELECT nextval(…) FROM generate_series(…)``, so the child rows and the
+  links know their owner before anything is written, and nothing is re-read;
+* :meth:`BulkInsert.rows` writes a group of rows with one ``COPY`` (PostgreSQL) or one
+  ``executemany`` of plain tuples at the driver (SQLite; PyMySQL folds it into multi-row
+  ``INSERT`` statements), each value through the column type's own bind processor (JSON
+  serialised, datetimes as the dialect stores them, lenient decimals converted), so the
+  rows are the ones SQLAlchemy's ``INSERT`` would have written. Row triggers fire for
+  ``COPY`` as for ``INSERT`` (the outbox triggers see the connector's session setting).
+* :func:`among` is ``IN (…)``, or ``= ANY(:array)`` on PostgreSQL.
+
+A key column without a sequence, or ``GENERATED ALWAYS``, gets ``None`` from
+:meth:`reserve_keys`: the caller reads the keys back as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from operator import itemgetter
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+__all__ = ["BulkInsert", "among"]
+
+
+def among(conn: Connection, column: sa.ColumnElement[Any], values: Sequence[Any]) -> Any:
+    """``column IN (values)``; on PostgreSQL ``column = ANY(:array)``, one parameter
+    instead of hundreds (each of which SQLAlchemy renders and psycopg parses)."""
+    if conn.dialect.name != "postgresql":
+        return column.in_(values)
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(column.type)))
+
+
+class BulkInsert:
+    """Per-database knowledge (which key columns have a usable sequence), cached."""
+
+    def __init__(self) -> None:
+        self._sequences: dict[tuple[str, str], str | None] = {}
+
+    @staticmethod
+    def enabled(conn: Connection) -> bool:
+        return conn.dialect.name == "postgresql"
+
+    def reserve_keys(
+        self, conn: Connection, table: sa.Table, column: str, count: int
+    ) -> list[Any] | None:
+        """``count`` new values of ``table.column`` from its sequence, or ``None`` when
+        the keys must come from the insert itself."""
+        if not self.enabled(conn) or count <= 0:
+            return None
+        sequence = self._sequence(conn, table.name, column)
+        if sequence is None:
+            return None
+        keys = (
+            conn.execute(
+                sa.text("SELECT nextval(CAST(:seq AS regclass)) FROM generate_series(1, :n)"),
+                {"seq": sequence, "n": count},
+            )
+            .scalars()
+            .all()
+        )
+        return list(keys)
+
+    def _sequence(self, conn: Connection, table: str, column: str) -> str | None:
+        known = (table, column)
+        if known not in self._sequences:
+            row = conn.execute(
+                sa.text(
+                    "SELECT pg_get_serial_sequence(:t, :c), a.attidentity "
+                    "FROM pg_attribute a WHERE a.attrelid = CAST(:t AS regclass) "
+                    "AND a.attname = :c"
+                ),
+                {"t": conn.dialect.identifier_preparer.quote(table), "c": column},
+            ).first()
+            usable = row is not None and row[0] is not None and row[1] != "a"
+            self._sequences[known] = str(row[0]) if usable and row is not None else None
+        return self._sequences[known]
+
+    def rows(self, conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``rows`` (each with the same keys, as ``executemany`` wants them)."""
+        if not rows:
+            return
+        columns = list(rows[0])
+        dialect = conn.dialect
+        processors = [
+            table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns
+        ]
+        pick = itemgetter(*columns)
+        plain = [pick(row) for row in rows] if len(columns) > 1 else [(pick(r),) for r in rows]
+        converted = [(i, p) for i, p in enumerate(processors) if p is not None]
+        if converted:  # only the columns whose type has a processor pay for one
+            for n, values in enumerate(plain):
+                fixed = list(values)
+                for i, p in converted:
+                    if fixed[i] is not None:
+                        fixed[i] = p(fixed[i])
+                plain[n] = tuple(fixed)
+        quote = dialect.identifier_preparer.quote
+        names = ", ".join(quote(c) for c in columns)
+        if not self.enabled(conn):
+            marks = ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * len(columns))
+            conn.exec_driver_sql(
+                f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})", plain
+            )
+            return
+        dbapi = conn.connection.driver_connection
+        assert dbapi is not None
+        with (
+            dbapi.cursor() as cursor,
+            cursor.copy(f"COPY {quote(table.name)} ({names}) FROM STDIN") as copy,
+        ):
+            for values in plain:
+                copy.write_row(values)

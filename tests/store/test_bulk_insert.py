@@ -1,0 +1,151 @@
+"""Bulk inserts (``adapters/store/bulk_insert.py``): COPY on PostgreSQL, a driver-level
+``executemany`` elsewhere, keys reserved from the sequence — the rows must be the ones
+SQLAlchemy's own ``INSERT`` writes, and the ERP's next own insert must never collide."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from connector.adapters.store.bulk_insert import BulkInsert, among
+from connector.adapters.store.database import make_engine
+from connector.adapters.store.erp_tables import LenientNumeric
+
+NOW = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+def twins(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    def table(name: str) -> sa.Table:
+        return sa.Table(
+            name,
+            metadata,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("title", sa.String(100)),
+            sa.Column("base", sa.JSON),
+            sa.Column("deleted", sa.Boolean),
+            sa.Column("at", sa.DateTime(timezone=True)),
+            sa.Column("day", sa.Date),
+            sa.Column("amount", LenientNumeric(12, 2)),
+            sa.Column("n", sa.BigInteger),
+        )
+
+    return table("bulk_by_copy"), table("bulk_by_insert")
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+ROWS: list[dict[str, Any]] = [
+    {
+        "title": "Ünïcode, tab\tand \\ backslash",
+        "base": {"TITLE": "x", "PHONE": [["WORK", "+1 555"]], "n": None},
+        "deleted": True,
+        "at": NOW,
+        "day": date(2026, 2, 28),
+        "amount": "12.50",  # lenient: a string the column's processor turns into a Decimal
+        "n": 2**40,
+    },
+    {
+        "title": None,
+        "base": None,
+        "deleted": False,
+        "at": None,
+        "day": None,
+        "amount": None,
+        "n": None,
+    },
+]
+
+
+def test_rows_land_as_sqlalchemys_insert_writes_them(engine: sa.Engine) -> None:
+    """The same rows through :meth:`BulkInsert.rows` and through ``table.insert()`` read
+    back identical, on every backend: JSON, booleans, time zones, NULLs, text that needs
+    escaping in COPY's text format."""
+    metadata = sa.MetaData()
+    bulk_t, plain_t = twins(metadata)
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            BulkInsert().rows(conn, bulk_t, ROWS)
+            conn.execute(plain_t.insert(), ROWS)
+        with engine.connect() as conn:
+            got = [
+                dict(r) for r in conn.execute(sa.select(bulk_t).order_by(bulk_t.c.id)).mappings()
+            ]
+            want = [
+                dict(r) for r in conn.execute(sa.select(plain_t).order_by(plain_t.c.id)).mappings()
+            ]
+        assert got == want
+        assert got[0]["base"] == ROWS[0]["base"] and got[0]["amount"] == Decimal("12.50")
+    finally:
+        metadata.drop_all(engine)
+
+
+@pytest.mark.backends("postgresql")
+def test_reserved_keys_come_from_the_sequence_so_the_erps_next_insert_does_not_collide(
+    engine: sa.Engine,
+) -> None:
+    """Keys reserved for a window are the sequence's own: rows written with them, then an
+    ERP ``INSERT`` without a key, get distinct keys."""
+    metadata = sa.MetaData()
+    table, _ = twins(metadata)
+    metadata.create_all(engine)
+    try:
+        bulk = BulkInsert()
+        with engine.begin() as conn:
+            keys = bulk.reserve_keys(conn, table, "id", 3)
+            assert keys is not None and len(set(keys)) == 3
+            bulk.rows(conn, table, [{"id": k, "title": f"w{k}"} for k in keys])
+            conn.execute(sa.text("INSERT INTO bulk_by_copy (title) VALUES ('erp')"))
+            ids = conn.execute(sa.select(table.c.id)).scalars().all()
+        assert len(set(ids)) == 4 and max(ids) > max(keys)
+    finally:
+        metadata.drop_all(engine)
+
+
+@pytest.mark.backends("postgresql")
+def test_a_generated_always_key_is_left_to_the_insert(engine: sa.Engine) -> None:
+    """A key column ``GENERATED ALWAYS AS IDENTITY`` refuses given values: no reservation,
+    the caller reads the keys back instead."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE bulk_always (id integer GENERATED ALWAYS AS IDENTITY "
+                "PRIMARY KEY, title text)"
+            )
+        )
+    try:
+        table = sa.Table("bulk_always", sa.MetaData(), autoload_with=engine)
+        with engine.begin() as conn:
+            assert BulkInsert().reserve_keys(conn, table, "id", 2) is None
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE bulk_always"))
+
+
+def test_reserve_keys_is_postgresql_only_and_among_matches_in(engine: sa.Engine) -> None:
+    """Elsewhere the keys come from the insert (``None``); ``among`` selects what ``IN``
+    selects (``= ANY`` on PostgreSQL)."""
+    metadata = sa.MetaData()
+    table, _ = twins(metadata)
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            reserved = BulkInsert().reserve_keys(conn, table, "id", 2)
+            assert (reserved is None) == (engine.dialect.name != "postgresql")
+            conn.execute(table.insert(), [{"title": t} for t in "abcde"])
+            picked = conn.execute(
+                sa.select(table.c.title).where(among(conn, table.c.title, ["b", "d", "z"]))
+            ).scalars()
+            assert sorted(picked) == ["b", "d"]
+    finally:
+        metadata.drop_all(engine)
