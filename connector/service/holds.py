@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connector.adapters.store.database import write_transaction
-from connector.adapters.store.erp_writer import _json_safe_deep
+from connector.adapters.store.record_forms import json_safe_deep
 from connector.adapters.store.tables import sync_conflict, sync_record_error
 from connector.core.batch_commands import Command
 from connector.service.drainer import Drainer, DrainStats
@@ -205,7 +205,7 @@ class Holds:
             if force
             or (
                 e["b24_id"] is not None
-                and _json_safe_deep(states.get((e["entity"], e["b24_id"]))) != e["payload"]
+                and json_safe_deep(states.get((e["entity"], e["b24_id"]))) != e["payload"]
             )
         ]
         if not due:

@@ -104,3 +104,65 @@ def check_tree(root: Path) -> list[Violation]:
                 seen.add(line)
                 found.append(Violation(str(path.relative_to(root)), line, module, name))
     return found
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Module → the ``connector`` modules it imports (anywhere in the file: at the top,
+    inside functions, under ``TYPE_CHECKING``), for the modules under ``root``."""
+    paths = sorted((root / "connector").rglob("*.py"))
+    modules = {module_name(root, p): p for p in paths}
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        targets: set[str] = set()
+        for _line, name in imported_names(tree, module, path.name == "__init__.py"):
+            # ``from a.b import c``: c may be a module (a.b.c) or a name in a.b
+            hit = name if name in modules else name.rpartition(".")[0]
+            if hit in modules and hit != module:
+                targets.add(hit)
+        graph[module] = targets
+    return graph
+
+
+def import_cycles(root: Path) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), sorted: each is
+    an import circle, type-only imports included. A package's ``__init__`` importing its
+    own submodules is not counted (that is how a package re-exports)."""
+    graph = import_graph(root)
+    for module, targets in graph.items():
+        if (root / Path(*module.split("."))).is_dir():  # a package's __init__
+            graph[module] = {t for t in targets if not t.startswith(module + ".")}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+    counter = 0
+
+    def visit(node: str) -> None:
+        nonlocal counter
+        index[node] = low[node] = counter
+        counter += 1
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group: list[str] = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                group.append(top)
+                if top == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(groups)

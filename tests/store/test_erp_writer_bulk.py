@@ -13,11 +13,13 @@ import pytest
 import sqlalchemy as sa
 
 from connector.adapters.mapping_files import load_mappings
+from connector.adapters.store.apply_outcome import ApplyOutcome
 from connector.adapters.store.database import make_engine
 from connector.adapters.store.erp_tables import MULTI_OWNER
-from connector.adapters.store.erp_writer import ApplyOutcome, ErpWriter
+from connector.adapters.store.erp_writer import ErpWriter
 from connector.core.mapping_model import DeletePolicy, EntityMapping
 from connector.errors import RecordError
+from tests.store.reference_apply import apply_one
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -118,7 +120,9 @@ def one_by_one(
         seen.add(b24_id)
         try:
             with conn.begin_nested():
-                out.append(writer.apply(conn, m, b24_id, record, message_id=message_id, now=now))
+                out.append(
+                    apply_one(writer, conn, m, b24_id, record, message_id=message_id, now=now)
+                )
         except RecordError as err:
             out.append(ApplyOutcome(m.entity, b24_id, "error", error=err))
     return out

@@ -15,24 +15,33 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table
 
-from connector.adapters.store.bulk_insert import among
+from connector.adapters.store.apply_outcome import ApplyOutcome
+from connector.adapters.store.bulk_insert import BulkInsert
 from connector.adapters.store.conflict_rows import (
-    DELETE_CONFLICT,
-    DELETED_FIELD,
     SideTimes,
     conflict_update,
-    erp_change_times,
     new_conflict,
     portal_time,
 )
 from connector.adapters.store.dead_links import drop_dead_links
+from connector.adapters.store.erp_deletes import apply_deletes
+from connector.adapters.store.erp_preload import preload
 from connector.adapters.store.erp_tables import MULTI_OWNER, MULTI_TYPE, MULTI_VALUE, MULTI_VALUE_ID
+from connector.adapters.store.record_forms import (
+    conflict_fields,
+    db_value,
+    multi_key,
+    new_base,
+    portal_side,
+    stored_base,
+)
+from connector.adapters.store.table_stats import TableStats
 from connector.adapters.store.tables import sync_conflict, sync_link
 from connector.core.field_values import erp_canonical
 from connector.core.mapping_model import DeletePolicy, EntityMapping
@@ -40,8 +49,16 @@ from connector.core.merge import FieldRule, MergeResult, merge_record
 from connector.core.multi_merge import ErpValue, child_ops, wanted_from
 from connector.errors import RecordError
 
-if TYPE_CHECKING:
-    from connector.adapters.store.erp_writer import ApplyOutcome, ErpWriter
+
+class Writer(Protocol):
+    """What the apply needs from ``ErpWriter``: its tables and its per-database helpers."""
+
+    skew: timedelta
+    table_stats: TableStats
+    bulk: BulkInsert
+
+    def table(self, name: str) -> Table: ...
+
 
 CHUNK = 500
 Item = tuple[int, Mapping[str, Any] | None, str | None]
@@ -81,7 +98,7 @@ def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]
 
 
 def apply_many(
-    writer: ErpWriter,
+    writer: Writer,
     conn: Connection,
     m: EntityMapping,
     items: Sequence[Item],
@@ -90,8 +107,6 @@ def apply_many(
     on_progress: Callable[[], None] | None = None,
 ) -> list[ApplyOutcome]:
     """Apply ``items`` (``(b24_id, record | None, message_id)``) as ``apply`` would, in order."""
-    from connector.adapters.store.erp_writer import ApplyOutcome
-
     outcomes: list[ApplyOutcome | None] = [None] * len(items)
     seen: set[int] = set()
     work: list[int] = []
@@ -111,7 +126,7 @@ def apply_many(
 
 
 def _apply_chunk(
-    writer: ErpWriter,
+    writer: Writer,
     conn: Connection,
     m: EntityMapping,
     items: Sequence[Item],
@@ -119,108 +134,20 @@ def _apply_chunk(
     outcomes: list[ApplyOutcome | None],
     now: datetime,
 ) -> None:
-    from connector.adapters.store.erp_writer import ApplyOutcome
-
     parent = writer.table(m.table)
     ids = [items[i][0] for i in chunk]
-    links = {
-        int(r["b24_id"]): r
-        for r in conn.execute(
-            sa.select(sync_link).where(
-                sync_link.c.entity == m.entity, among(conn, sync_link.c.b24_id, ids)
-            )
-        ).mappings()
-    }
-    rows = {
-        int(r[m.b24_id_column]): r
-        for r in conn.execute(
-            sa.select(parent).where(among(conn, parent.c[m.b24_id_column], ids))
-        ).mappings()
-    }
-    keys = [r[m.key] for r in rows.values()]
-    children: dict[str, dict[Any, list[Any]]] = {}
-    for mf in m.multifields:
-        t = writer.table(mf.table)
-        per_owner: dict[Any, list[Any]] = {}
-        if keys:
-            for r in conn.execute(
-                sa.select(
-                    t.c.id, t.c[MULTI_OWNER], t.c[MULTI_VALUE_ID], t.c[MULTI_TYPE], t.c[MULTI_VALUE]
-                )
-                .where(among(conn, t.c[MULTI_OWNER], keys))
-                .order_by(t.c.id)
-            ).all():
-                per_owner.setdefault(r[1], []).append(r)
-        children[mf.table] = per_owner
-    open_conflicts: dict[int, Any] = {}
-    for cr in conn.execute(
-        sa.select(
-            sync_conflict.c.id,
-            sync_conflict.c.fields,
-            sync_conflict.c.message_ids,
-            sync_conflict.c.b24_id,
-        ).where(
-            sync_conflict.c.entity == m.entity,
-            among(conn, sync_conflict.c.b24_id, ids),
-            sync_conflict.c.status == "open",
-        )
-    ).all():
-        open_conflicts.setdefault(int(cr[3]), cr)
-
-    erp_times = erp_change_times(conn, m.entity, [str(k) for k in keys])
+    known = preload(conn, m, parent, [writer.table(mf.table) for mf in m.multifields], ids)
+    links, rows, children = known.links, known.rows, known.children
+    open_conflicts, erp_times = known.open_conflicts, known.erp_times
     conflict_upd: list[dict[str, Any]] = []
 
     # --- deletes ---------------------------------------------------------------------
-    deletes: list[int] = []
-    for i in chunk:
-        b24_id, record, message_id = items[i]
-        if record is not None:
-            continue
-        held = open_conflicts.get(b24_id)
-        if held is None:
-            deletes.append(i)
-            continue
-        # delete vs edit: it joins the open conflict; nothing is deleted or dropped
-        outcome = ApplyOutcome(m.entity, b24_id, "conflict", conflicts=[DELETED_FIELD])
-        outcome.conflict_id = int(held[0])
-        times = SideTimes(now, None)
-        values = conflict_update(held, DELETE_CONFLICT, message_id, times, now, merge=True)
-        if values:
-            conflict_upd.append({"_id": held[0], **values})
+    deletes = [i for i in chunk if items[i][1] is None]
+    removed = [(items[i][0], items[i][2]) for i in deletes]
+    deleted, held = apply_deletes(writer, conn, m, removed, known, now)
+    for i, outcome in zip(deletes, deleted, strict=True):
         outcomes[i] = outcome
-    if deletes:
-        gone_keys: list[Any] = []
-        for i in deletes:
-            b24_id = items[i][0]
-            outcome = ApplyOutcome(m.entity, b24_id, "unchanged")
-            row = rows.get(b24_id)
-            marked = m.delete_policy is DeletePolicy.MARK
-            if row is not None and (
-                m.delete_policy is DeletePolicy.DELETE or (marked and row[m.deleted_column] is None)
-            ):
-                gone_keys.append(row[m.key])
-                outcome.action = "deleted"
-            outcomes[i] = outcome
-        if gone_keys and m.delete_policy is DeletePolicy.DELETE:
-            for mf in m.multifields:
-                t = writer.table(mf.table)
-                conn.execute(t.delete().where(t.c[MULTI_OWNER].in_(gone_keys)))
-            conn.execute(parent.delete().where(parent.c[m.key].in_(gone_keys)))
-        elif gone_keys:
-            conn.execute(
-                parent.update()
-                .where(parent.c[m.key].in_(gone_keys))
-                .values(**{m.deleted_column: writer._db_value(conn, now)})
-            )
-        conn.execute(
-            sync_link.update()
-            .where(
-                sync_link.c.entity == m.entity,
-                sync_link.c.b24_id.in_([items[i][0] for i in deletes]),
-                sync_link.c.deleted.is_(False),
-            )
-            .values(deleted=True, updated_at=now)
-        )
+    conflict_upd += held
 
     # --- convert ---------------------------------------------------------------------
     rules = {fm.portal: FieldRule(fm.direction, fm.conflict) for fm in m.fields}
@@ -232,8 +159,8 @@ def _apply_chunk(
             continue
         link = links.get(b24_id)
         try:
-            side = writer._portal_side(m, b24_id, record)
-            base = writer._base(m, link["base"] if link else None)
+            side = portal_side(m, b24_id, record)
+            base = stored_base(m, link["base"] if link else None)
         except RecordError as err:
             outcomes[i] = ApplyOutcome(m.entity, b24_id, "error", error=err)
             continue
@@ -252,9 +179,7 @@ def _apply_chunk(
         except RecordError as err:
             outcomes[i] = ApplyOutcome(m.entity, b24_id, "error", error=err)
             continue
-        portal_cmp = {
-            k: (writer._multi_key(v) if isinstance(v, dict) else v) for k, v in side.items()
-        }
+        portal_cmp = {k: (multi_key(v) if isinstance(v, dict) else v) for k, v in side.items()}
         erp_cmp: dict[str, Any] | None = None
         multi: dict[str, Any] = {}
         if row is not None:
@@ -284,7 +209,7 @@ def _apply_chunk(
     erp_keys: dict[int, Any] = {}
     for up, _link, row, _base, result in plans:
         values = {
-            fm.column: writer._db_value(conn, result.to_erp[fm.portal])
+            fm.column: db_value(conn, result.to_erp[fm.portal])
             for fm in m.fields
             if fm.portal in result.to_erp
         }
@@ -380,11 +305,11 @@ def _apply_chunk(
         erp_key = str(erp_keys[up.b24_id])
         done.erp_key = erp_key
         done.pending_push = dict(result.to_portal)
-        new_base = writer._new_base(m, base, result)
+        agreed = new_base(m, base, result)
         if result.has_conflict:
             done.action = "conflict"
             done.conflicts = sorted(result.conflicts)
-            fields = writer._conflict_fields(result)
+            fields = conflict_fields(result)
             open_row = open_conflicts.get(up.b24_id)
             if open_row is not None:
                 values = conflict_update(open_row, fields, up.message_id, up.times, now)
@@ -407,13 +332,13 @@ def _apply_chunk(
                     "entity": m.entity,
                     "b24_id": up.b24_id,
                     "erp_key": erp_key,
-                    "base": new_base,
+                    "base": agreed,
                     "deleted": False,
                     "updated_at": now,
                 }
             )
-        elif link["base"] != new_base or link["erp_key"] != erp_key or link["deleted"]:
-            link_upd.append({"_id": link["id"], "_b": new_base, "_k": erp_key})
+        elif link["base"] != agreed or link["erp_key"] != erp_key or link["deleted"]:
+            link_upd.append({"_id": link["id"], "_b": agreed, "_k": erp_key})
     for upd in conflict_upd:  # rare: one statement each keeps the shapes simple
         conn.execute(
             sync_conflict.update()
