@@ -41,6 +41,10 @@ class EmulatorProcess:
     access_token: str
     client_id: str
     stderr_path: Path
+    client_secret: str = ""
+    refresh_token: str = ""
+    webhook_url: str = ""
+    ca_pem: Path | None = None  # with ``tls=True``: the throwaway CA the server's cert is from
 
     def stop(self) -> None:
         """Stop the emulator process we started (by its own handle, never by name)."""
@@ -55,15 +59,17 @@ class EmulatorProcess:
 
 @contextmanager
 def emulator_process(
-    folder: Path, rate: float, burst: int, timeout: float = 30.0
+    folder: Path, rate: float, burst: int, timeout: float = 30.0, *, tls: bool = False
 ) -> Iterator[EmulatorProcess]:
-    """``python -m connector emulator`` on a free loopback port, until the block ends."""
+    """``python -m connector emulator`` on a free loopback port, until the block ends
+    (``tls``: HTTPS with a throwaway CA, for clients that only speak HTTPS)."""
     port = free_port(HOST)
     out_path, err_path = folder / "emulator.out", folder / "emulator.err"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     command = [sys.executable, "-m", "connector", "emulator", "--port", str(port)]
     command += ["--rate-limit", f"{rate:g}", "--rate-burst", str(burst)]
+    command += ["--tls"] if tls else []
     with out_path.open("wb") as out, err_path.open("wb") as err:
         proc = subprocess.Popen(
             command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=REPO, env=env
@@ -88,14 +94,30 @@ def emulator_process(
         if not (listening and token and client_id):
             raise RuntimeError(f"unexpected emulator output:\n{text}")
         base_url = listening.group(1).rstrip("/")
-        if not base_url.startswith(f"http://{HOST}:"):
+        if not base_url.startswith((f"http://{HOST}:", f"https://{HOST}:")):
             raise RuntimeError(f"the emulator is not on loopback: {base_url}")
+
+        def printed(pattern: str) -> str:
+            found = re.search(pattern, text)
+            return found.group(1) if found else ""
+
+        ca = printed(r"Test CA certificate \(PEM\): (\S+)")
         emulator = EmulatorProcess(
-            proc, base_url, token.group(1), client_id.group(1), stderr_path=err_path
+            proc,
+            base_url,
+            token.group(1),
+            client_id.group(1),
+            stderr_path=err_path,
+            client_secret=printed(r"B24_CLIENT_SECRET=(\S+)"),
+            refresh_token=printed(r"--refresh-token (\S+)"),
+            webhook_url=printed(r"Incoming webhook of user 1 \(no event\.\* methods\): (\S+)"),
+            ca_pem=Path(ca) if ca else None,
         )
+        verify: Any = str(emulator.ca_pem) if emulator.ca_pem else True
         while True:  # uvicorn binds the port just after the help is printed
             try:
-                if httpx.get(f"{base_url}/_emulator/state", timeout=2).status_code == 200:
+                state = httpx.get(f"{base_url}/_emulator/state", timeout=2, verify=verify)
+                if state.status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

@@ -8,8 +8,9 @@ timing has the emulator in its own process where the script says so, and nothing
 an interpreter with what it measures): ``apply.py`` (local apply by table size, per
 backend), ``backfill.py`` (real clock, real limiter, with and without 1 s of portal
 latency), ``backlog.py`` (a queued backlog drained at the limit), ``push.py`` (ERP →
-portal) and ``peers.py`` (our reader against fast-bitrix24 and b24pysdk on the same
-records: REST requests, the portal's real cost). Every figure is written as a ratio to
+portal), ``peers.py`` (our reader against fast-bitrix24 and b24pysdk on the same
+records: REST requests, the portal's real cost) and ``peers_timed.py`` (the same readers
+on a real clock, with and without portal latency). Every figure is written as a ratio to
 its bound; the peers as a ratio to ours. ``--quick`` uses small sizes (a smoke run).
 Server databases default to the CI machine's (127.0.0.1, trust / root).
 """
@@ -91,6 +92,7 @@ def main() -> None:
     backlog += run("backlog.py", "--changes", "1000" if q else "5000", "--limits", "50")
     push = run("push.py", "--records", "200" if q else "1000")
     peers = run("peers.py", "--records", "5000" if q else "100000")
+    timed = run("peers_timed.py", "--records", "5000" if q else "100000", "--latency", "0,1")
     total = time.perf_counter() - started
 
     lines = [
@@ -172,8 +174,31 @@ def main() -> None:
         )
     lines += [
         "",
-        "The peers' figures count requests against an in-process emulator with its limiter",
-        "off (`bench/peers.py`); they are not yet timed with portal latency.",
+        "Requests counted against an in-process emulator with its limiter off "
+        "(`bench/peers.py`).",
+        "",
+        f"## Reading {timed['records']:,} companies on a real clock: ours and the peers",
+        "",
+        "The emulator in its own process, its limiter at 2 req/s burst 50, each reader "
+        "starting with an empty bucket (`bench/peers_timed.py`); ours is the backfill's "
+        "reader (highest-ID probe, ID ranges read concurrently).",
+        "",
+        "| reader | portal latency | seconds | rec/s | of the 5,000 rec/s bound "
+        "| requests | 503s | time as a ratio of ours |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in timed["readers"]:
+        wrong = "" if r["ids_match"] else " (IDs wrong)"
+        failed = f" ({r['failure'][:60]})" if r["failure"] else ""
+        lines.append(
+            f"| {r['reader']}{wrong}{failed} | {r['latency_s']:g} s | {r['wall_s']} | "
+            f"{r['records_per_s']:,} | {pct(r['of_bound'])} | {r['requests']} | "
+            f"{r['refused_503']} | {r['ratio_to_ours']}× |"
+        )
+    lines += [
+        "",
+        "With the burst of 50 a read of 41 requests never waits for the bucket: the time is "
+        "the portal's latency and the readers' concurrency.",
         "",
     ]
     Path(args.out).write_text("\n".join(lines))
