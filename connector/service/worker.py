@@ -33,9 +33,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine
@@ -46,7 +44,6 @@ from connector.adapters.safety_poll import SafetyPoll
 from connector.adapters.store.db_errors import store_error
 from connector.adapters.store.db_locks import ListenerLock
 from connector.adapters.store.erp_writer import ErpWriter
-from connector.adapters.store.housekeeping import JOURNAL_KEEP, OUTBOX_KEEP, prune
 from connector.adapters.store.journal import Journal
 from connector.adapters.store.outbox import OutboxStore
 from connector.adapters.store.peer_wake import PeerWake
@@ -56,47 +53,24 @@ from connector.errors import (
     AuthRevokedError,
     ConnectorError,
     FatalPortalError,
-    PortalError,
     RetriableError,
     StoreError,
 )
 from connector.service.bindings import ensure_bindings
-from connector.service.drainer import QUEUE_LIMIT, Drainer, DrainStats, PortalCalls
+from connector.service.drainer import QUEUE_LIMIT, Drainer
 from connector.service.health import HealthServer, Metrics
 from connector.service.holds import Holds
-from connector.service.pusher import Pusher, PushStats
-from connector.service.reconcile import ReconcilePortal, note_bindings, run_pending
+from connector.service.pusher import Pusher
+from connector.service.reconcile import note_bindings
+from connector.service.worker_counts import count_drain
+from connector.service.worker_loops import WorkerStats, WorkLoops
+from connector.service.worker_peers import PeerTasks
+from connector.service.worker_upkeep import Keep, UpkeepTasks, WorkerPortal
 
 log = logging.getLogger("connector.worker")
 
 
-@dataclass(frozen=True)
-class Keep:
-    """How long ``run`` keeps its own rows (``adapters/store/housekeeping``), and how
-    often it prunes (``B24_JOURNAL_KEEP_HOURS``, ``B24_OUTBOX_KEEP_DAYS``,
-    ``B24_PRUNE_INTERVAL``)."""
-
-    journal: timedelta = JOURNAL_KEEP
-    outbox: timedelta = OUTBOX_KEEP
-    every: float = 3600.0
-
-
-class WorkerPortal(PortalCalls, ReconcilePortal, Protocol):
-    """What the worker needs from the REST client: calls, batches and ID-window pages
-    (the reconcile after missing bindings)."""
-
-
-@dataclass
-class WorkerStats:
-    wakes: int = 0
-    drains: int = 0
-    failures: int = 0
-    totals: DrainStats = field(default_factory=DrainStats)
-    pushed: PushStats = field(default_factory=PushStats)
-    push_failures: int = 0
-
-
-class Worker:
+class Worker(PeerTasks, UpkeepTasks, WorkLoops):
     def __init__(
         self,
         client: WorkerPortal,
@@ -149,7 +123,7 @@ class Worker:
         )
         self.holds = Holds(self.drainer)
         self.turns = asyncio.Lock()
-        self.fatal: BaseException | None = None
+        self.fatal = None
         self.metrics = metrics or Metrics()
         self.health = health
         self.state = "starting"
@@ -167,10 +141,6 @@ class Worker:
         """Ask the worker to finish the batch in flight and exit."""
         self.stopping.set()
         self.wake.set()
-
-    async def _get_config(self) -> Mapping[str, Any]:
-        answer = await self.client.call("pull.application.config.get")
-        return answer.result if isinstance(answer.result, Mapping) else {}
 
     async def run(self) -> WorkerStats:
         server: HealthServer | None = None
@@ -200,7 +170,7 @@ class Worker:
                 started = time.monotonic()
                 resumed = await self.drainer.resume()
                 if resumed.records:
-                    self._count_drain(resumed, time.monotonic() - started)
+                    count_drain(self.metrics, resumed, time.monotonic() - started)
                 self.stats.totals.add(resumed)
                 self.stats.totals.add(await self.holds.sweep())
                 return
@@ -216,133 +186,6 @@ class Worker:
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
                 if self.stopping.is_set():
                     raise asyncio.CancelledError from None
-
-    async def _register(self) -> None:
-        peers = await asyncio.to_thread(self.registry.register)
-        log.info("worker registered", extra={"worker": self.registry.id, "peers": len(peers)})
-        if peers and not self.listener_lock.shared:
-            other = peers[0]
-            log.warning(
-                "SQLite is single-worker, but worker %s (pid %d on %s) is also running on "
-                "this database: stop one of them, or move to PostgreSQL for several",
-                other.id,
-                other.pid,
-                other.host,
-            )
-
-    async def _keep_lease(self) -> None:
-        """Renew our lease; notice peers whose lease expired (their batches need us)."""
-        every = self.registry.lease_s / 3
-        while not self.stopping.is_set():
-            holding = self.listener is not None
-            await asyncio.to_thread(self.registry.heartbeat, listener=holding)
-            dead = [w.id for w in await asyncio.to_thread(self.registry.expired)]
-            if dead and dead != self.dead_peers:
-                log.warning(
-                    "worker(s) %s stopped renewing their lease; adopting their work",
-                    ", ".join(dead),
-                )
-                self.dead_peers = dead
-                self.needs_resume = True
-                self.wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=every)
-
-    async def _housekeeping(self) -> None:
-        """Prune what the connector's own tables no longer need: now, then hourly (its
-        own task, so a slow prune never delays the lease's heartbeat)."""
-        keep = self.keep
-        while not self.stopping.is_set():
-            gone = await asyncio.to_thread(
-                prune, self.engine, journal_keep=keep.journal, outbox_keep=keep.outbox
-            )
-            if gone.journal or gone.outbox:
-                log.info(
-                    "pruned %d cleared journal entries and %d done outbox rows",
-                    gone.journal,
-                    gone.outbox,
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=keep.every)
-
-    async def _reconcile_gaps(self) -> None:
-        """Scheduled reconciles (bindings found missing), after start-up, beside the drain
-        and the push: a long one delays nothing, a failed one stays scheduled."""
-        try:
-            await run_pending(self.client, self.engine, self.mappings, self.connector_id)
-        except (RetriableError, FatalPortalError, AuthRevokedError, StoreError):
-            raise  # the supervisor decides: run it again, or stop the worker
-        except ConnectorError as exc:  # a record or an answer it cannot use: say so, go on
-            log.error("a scheduled reconcile failed and stays scheduled: %s", exc)
-
-    def _pushed(self, reason: str) -> None:
-        """A wake from Push&Pull: drain here, and tell the peers (PostgreSQL)."""
-        self.wake.set()
-        if reason == "push" and self.peer_wake.available:
-            task = asyncio.get_running_loop().run_in_executor(None, self._notify_peers)
-            task.add_done_callback(lambda _: None)
-
-    def _notify_peers(self) -> None:
-        try:
-            self.peer_wake.notify()
-        except SQLAlchemyError as exc:  # the peers still have their safety poll
-            log.warning("peers not notified: %s", store_error(exc).message)
-
-    async def _hear_peers(self) -> None:
-        """PostgreSQL: wake on the listener holder's NOTIFY."""
-        import threading
-
-        loop = asyncio.get_running_loop()
-        stop = threading.Event()
-
-        def woken() -> None:
-            loop.call_soon_threadsafe(self.wake.set)
-
-        try:
-            await asyncio.to_thread(self.peer_wake.listen, woken, stop)
-        finally:
-            stop.set()
-
-    async def _listen_while_holding_lock(self, poll: SafetyPoll) -> None:
-        """Connect to Push&Pull only while holding the listener lock; try for it every
-        few seconds otherwise (a dead holder's lock is freed with its connection)."""
-        retry = min(5.0, self.registry.lease_s / 3)
-        try:
-            while not self.stopping.is_set():
-                if not await asyncio.to_thread(self.listener_lock.try_acquire):
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stopping.wait(), timeout=retry)
-                    continue
-                log.info("holding the Push&Pull listener lock", extra={"worker": self.registry.id})
-                listener = PullListener(
-                    get_config=self._get_config,
-                    connector_id=self.connector_id,
-                    wake=self._pushed,
-                    http=self.http,
-                    on_connect=poll.restart,
-                    **self.listener_options,
-                )
-                self.listener = listener
-                listening = asyncio.create_task(listener.run(), name="pull-listener")
-                try:
-                    while not listening.done():
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(asyncio.shield(listening), timeout=retry)
-                        if not listening.done() and not await asyncio.to_thread(
-                            self.listener_lock.held
-                        ):
-                            log.warning("lost the listener lock; stopping Push&Pull here")
-                            break
-                    if listening.done():
-                        listening.result()  # a listener failure: the supervisor restarts us
-                        return
-                finally:
-                    listening.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await listening
-                    self.listener = None
-        finally:
-            await asyncio.to_thread(self.listener_lock.release)
 
     async def _run(self) -> WorkerStats:
         # A stop during start-up (the portal away, retries in progress) is answered at once.
@@ -446,155 +289,6 @@ class Worker:
             delay = min(30.0, 0.5 * 2 ** min(failures, 6))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=delay)
-
-    async def _watch_queue(self, every: float = 60.0) -> None:
-        while not self.stopping.is_set():
-            try:
-                answer = await self.client.call("event.offline.list", {"start": 0})
-            except (PortalError, StoreError) as exc:  # only a metric: never worth a stop
-                log.warning("queue depth not read: %s", exc)
-            else:
-                total = getattr(answer, "total", None)
-                rows = answer.result if isinstance(answer.result, list) else []
-                self.metrics.queue_depth.set(float(total if total is not None else len(rows)))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=every)
-
-    async def _push_loop(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                async with self.turns:
-                    pushed = await self.pusher.push_until_empty(max_rounds=1)
-                self.stats.pushed.add(pushed)
-                self._count_push(pushed)
-                self.db_failures = 0
-                self.troubled.discard("push")
-            except (FatalPortalError, AuthRevokedError) as exc:
-                self.fatal = exc
-                self.stop()
-                return
-            except PortalError as exc:
-                self.stats.push_failures += 1
-                self.troubled.add("push")  # the portal is being waited out
-                self.metrics.failures.labels("push").inc()
-                log.warning("push failed, retrying in %.0f s: %s", self.push_interval, exc)
-            except (SQLAlchemyError, StoreError) as exc:
-                if not self._database_failed("push", exc):
-                    return
-                await self._back_off()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=self.push_interval)
-
-    async def _drain_loop(self) -> None:
-        while not self.stopping.is_set():
-            await self.wake.wait()
-            self.wake.clear()
-            if self.stopping.is_set():
-                break
-            self.stats.wakes += 1
-            try:
-                if self.needs_resume:  # a failed batch (or a dead peer) may hold records
-                    dead = list(self.dead_peers)
-                    started = time.monotonic()
-                    async with self.turns:
-                        resumed = await self.drainer.resume()
-                    if resumed.records:  # adopted batches are synced records too
-                        self._count_drain(resumed, time.monotonic() - started)
-                    self.stats.totals.add(resumed)
-                    self.needs_resume = False
-                    if dead:
-                        await asyncio.to_thread(self.registry.reap, dead)
-                while not self.stopping.is_set():
-                    started = time.monotonic()
-                    async with self.turns:
-                        batch = await self.drainer.drain_once()
-                    if batch.records:
-                        self._count_drain(batch, time.monotonic() - started)
-                    self.stats.totals.add(batch)
-                    if not batch.records:
-                        break
-                async with self.turns:
-                    await self.drainer.flush()  # a stop before the queue ran empty
-                    self.stats.totals.add(await self.holds.settle())
-                self.stats.drains += 1
-            except (FatalPortalError, AuthRevokedError):
-                raise
-            except PortalError as exc:
-                self.stats.failures += 1
-                self.troubled.add("drain")
-                self.metrics.failures.labels("drain").inc()
-                self.needs_resume = True
-                log.warning("drain failed, waiting for the next wake: %s", exc)
-            except (SQLAlchemyError, StoreError) as exc:
-                self.needs_resume = True  # a batch may be reserved; resume adopts it
-                if not self._database_failed("drain", exc):
-                    return
-                await self._back_off()
-                self.wake.set()
-            else:
-                self.db_failures = 0
-                self.troubled.discard("drain")
-
-    def _database_failed(self, task: str, exc: SQLAlchemyError | StoreError) -> bool:
-        """Log the database's failure in one line; False when waiting cannot mend it."""
-        error = exc if isinstance(exc, StoreError) else store_error(exc)
-        self.metrics.failures.labels(task).inc()
-        if not error.transient:
-            log.error("%s stopped: %s", task, error.message)
-            self.fatal = error
-            self.stop()
-            return False
-        self.troubled.add(task)
-        self.db_failures += 1
-        log.warning("%s waits for the database: %s", task, error.message)
-        return True
-
-    async def _back_off(self) -> None:
-        delay = min(10.0, 0.25 * 2 ** min(self.db_failures, 6))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), timeout=delay)
-
-    def _count_drain(self, batch: DrainStats, seconds: float) -> None:
-        self.metrics.batches.observe(seconds)
-        self.metrics.drain_lag.set(batch.lag_s)
-        for entity, n in batch.by_entity.items():
-            self.metrics.entities.labels(entity, "to_erp").inc(n)
-        for outcome in ("inserted", "updated", "deleted", "unchanged", "conflicts", "bad"):
-            if getattr(batch, outcome):
-                self.metrics.synced.labels("to_erp", outcome).inc(getattr(batch, outcome))
-        log.info(
-            "drain.batch",
-            extra={
-                "records": batch.records,
-                "inserted": batch.inserted,
-                "updated": batch.updated,
-                "deleted": batch.deleted,
-                "conflicts": batch.conflicts,
-                "bad": batch.bad,
-                "ms": round(seconds * 1000),
-            },
-        )
-
-    def _count_push(self, pushed: PushStats) -> None:
-        if not pushed.records:
-            return
-        self.metrics.push_rounds.inc()
-        for entity, n in pushed.by_entity.items():
-            self.metrics.entities.labels(entity, "to_portal").inc(n)
-        for outcome in ("added", "updated", "deleted", "unchanged", "held", "failed"):
-            if getattr(pushed, outcome):
-                self.metrics.synced.labels("to_portal", outcome).inc(getattr(pushed, outcome))
-        log.info(
-            "push.round",
-            extra={
-                "records": pushed.records,
-                "added": pushed.added,
-                "updated": pushed.updated,
-                "deleted": pushed.deleted,
-                "held": pushed.held,
-                "failed": pushed.failed,
-            },
-        )
 
 
 def install_signal_handlers(worker: Worker) -> None:

@@ -343,7 +343,7 @@ async def test_the_worker_prunes_on_its_interval_with_the_keep_it_was_given(
     from datetime import UTC, datetime, timedelta
 
     from connector.adapters.store.tables import sync_journal
-    from connector.service.worker import Keep
+    from connector.service.worker_upkeep import Keep
 
     _emulator, engine, client, http = worker_env
     keep = Keep(journal=timedelta(seconds=1.5), every=0.2)

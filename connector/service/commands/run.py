@@ -17,7 +17,8 @@ async def run_worker(
     from connector.service import wiring
     from connector.service.health import Metrics
     from connector.service.logs import configure
-    from connector.service.worker import Keep, Worker, install_signal_handlers
+    from connector.service.worker import Worker, install_signal_handlers
+    from connector.service.worker_upkeep import Keep
 
     cfg = wiring.settings()
     root = logging.getLogger()
