@@ -59,6 +59,8 @@ __all__ = [
     "run_backfill",
 ]
 
+from connector.service.drain_types import Answerish
+
 log = logging.getLogger(__name__)
 
 CURSOR_PREFIX = "backfill:"
@@ -69,11 +71,6 @@ class BindingsAnswer(Protocol):
 
     @property
     def probes(self) -> Mapping[str, CommandOutcome]: ...
-
-
-class Answerish(Protocol):
-    @property
-    def result(self) -> Any: ...
 
 
 class PagingPortal(Protocol):

@@ -25,7 +25,7 @@ from typing import Any
 from connector.core.batch_commands import Command, CommandOutcome
 from connector.core.mapping_model import MappingSet
 from connector.errors import ConfigError, RejectedError
-from connector.service.drainer import PortalCalls
+from connector.service.drain_types import PortalCalls
 
 log = logging.getLogger(__name__)
 

@@ -30,68 +30,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Engine
 
-from connector.adapters.store.database import write_transaction
 from connector.adapters.store.db_locks import RecordLocks
 from connector.adapters.store.erp_writer import ErpWriter
-from connector.adapters.store.journal import APPLIED, Journal, JournalEntry
-from connector.adapters.store.outbox import OutboxStore
-from connector.adapters.store.unconfirmed_adds import ORIGIN_CODES, without_unconfirmed_adds
-from connector.core.batch_commands import Command, CommandOutcome
+from connector.adapters.store.journal import Journal
+from connector.adapters.store.unconfirmed_adds import ORIGIN_CODES
+from connector.core.batch_commands import Command
 from connector.core.mapping_model import MappingSet
 from connector.core.queue_records import DrainPlan, plan_batch
 from connector.errors import AmbiguousError, PortalError
+from connector.service.drain_apply import apply_batch
+from connector.service.drain_recovery import Recovery
+from connector.service.drain_types import PAGE, QUEUE_LIMIT, DrainStats, PortalCalls
+
+__all__ = ["QUEUE_LIMIT", "Checkpoint", "DrainStats", "Drainer", "PortalCalls"]
 
 log = logging.getLogger(__name__)
-
-PAGE = 50
-QUEUE_LIMIT = 500
-"""Records per ``event.offline.get`` (``B24_QUEUE_LIMIT``): the source has no cap (A7)."""
-
-
-class Answerish(Protocol):
-    @property
-    def result(self) -> Any: ...
-
-
-class PortalCalls(Protocol):
-    """What the drainer needs from the REST client (``connector.adapters.rest_client``)."""
-
-    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Answerish: ...
-
-    async def batch(
-        self, commands: Sequence[Command], *, halt: bool = False
-    ) -> dict[str, CommandOutcome]: ...
-
-
-@dataclass
-class DrainStats:
-    batches: int = 0
-    records: int = 0
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    conflicts: int = 0
-    bad: int = 0
-    resumed: int = 0
-    lag_s: float = 0.0  # age of the oldest portal change a batch took (the largest seen)
-    by_entity: dict[str, int] = field(default_factory=dict)  # records applied, per entity
-
-    def add(self, other: DrainStats) -> None:
-        for name in vars(self):
-            if name == "lag_s":
-                self.lag_s = max(self.lag_s, other.lag_s)
-            elif name == "by_entity":
-                for entity, n in other.by_entity.items():
-                    self.by_entity[entity] = self.by_entity.get(entity, 0) + n
-            else:
-                setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 Checkpoint = Callable[[str], None]
@@ -103,20 +60,7 @@ def _no_checkpoint(_: str) -> None:
     return None
 
 
-def _oldest_age(plan: DrainPlan, now: datetime) -> float:
-    """Seconds since the oldest TIMESTAMP_X in the batch (0 when none parses)."""
-    ages = []
-    for rec in plan.records:
-        try:
-            moment = datetime.fromisoformat(rec.timestamp)
-        except ValueError:
-            continue
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        ages.append((now - moment).total_seconds())
-    return max(0.0, max(ages)) if ages else 0.0
-
-
-class Drainer:
+class Drainer(Recovery):
     def __init__(
         self,
         portal: PortalCalls,
@@ -308,92 +252,7 @@ class Drainer:
     def _apply(
         self, process_id: str, plan: DrainPlan, states: Mapping[tuple[str, int], Mapping[str, Any]]
     ) -> tuple[DrainStats, list[str]]:
-        stats = DrainStats(batches=1, records=len(plan.records) + len(plan.bad))
-        flagged: list[str] = []
-        now = datetime.now(UTC)
-        stats.lag_s = _oldest_age(plan, now)
-        if plan.unmapped:
-            names = sorted({name for _, name in plan.unmapped})
-            log.info(
-                "clearing %d queue records of events no mapping names: %s",
-                len(plan.unmapped),
-                ", ".join(names),
-            )
-        with write_transaction(self.engine) as conn:
-            for bad in plan.bad:
-                # A payload with no usable record in it (no entity ID, no name): nothing
-                # can merge into it or fix it, so holding it would hold it for good. It
-                # is kept whole in sync_record_error (errors list) and cleared.
-                log.warning("bad queue record, kept in sync_record_error: %s", bad.error)
-                self.writer.record_error(
-                    conn,
-                    bad.error,
-                    b24_id=None,
-                    message_id=bad.message_id,
-                    payload=bad.raw,
-                    now=now,
-                )
-                stats.bad += 1
-            # One apply of each entity's current state (several records, one entity: the
-            # first wins), in bulk per entity type. The crash point "mid_apply" sits after
-            # the first chunk is written, so a crash there must roll the whole batch back.
-            groups: dict[str, list[tuple[int, Mapping[str, Any] | None, str | None]]] = {}
-            for rec in plan.records:
-                item = (rec.entity_id, states.get((rec.entity, rec.entity_id)), rec.message_id)
-                groups.setdefault(rec.entity, []).append(item)
-            hook: Callable[[], None] | None = (
-                (lambda: self.checkpoint("mid_apply")) if len(plan.records) > 1 else None
-            )
-            for entity, items in groups.items():
-                m = self.mappings.entities[entity]
-                items = without_unconfirmed_adds(conn, self.writer, m, self.connector_id, items)
-                outcomes = self.writer.apply_many(conn, m, items, now=now, on_progress=hook)
-                hook = None
-                unsent = {
-                    o.erp_key: sorted(o.pending_push)
-                    for o in outcomes
-                    if o.pending_push and o.erp_key is not None and o.action != "conflict"
-                }
-                OutboxStore.ensure_pending(conn, entity, unsent)
-                synced = [o.b24_id for o in outcomes if o.error is None and o.action != "skipped"]
-                self.writer.resolve_errors(conn, entity, synced, now)
-                for (b24_id, record, message_id), outcome in zip(items, outcomes, strict=True):
-                    if outcome.action == "skipped":
-                        continue
-                    if outcome.error is not None:
-                        log.warning("record not synced: %s", outcome.error)
-                        self.writer.record_error(
-                            conn,
-                            outcome.error,
-                            b24_id=b24_id,
-                            message_id=message_id,
-                            payload=record,
-                            now=now,
-                        )
-                        stats.bad += 1
-                        if message_id:
-                            flagged.append(message_id)
-                    elif outcome.action == "conflict":
-                        stats.conflicts += 1
-                        log.info(
-                            "conflict held",
-                            extra={
-                                "entity": entity,
-                                "id": b24_id,
-                                "fields": ",".join(outcome.conflicts),
-                                "conflict": outcome.conflict_id,
-                            },
-                        )
-                        flagged += [
-                            r.message_id
-                            for r in plan.records
-                            if (r.entity, r.entity_id) == (entity, b24_id)
-                        ]
-                    else:
-                        setattr(stats, outcome.action, getattr(stats, outcome.action) + 1)
-                        stats.by_entity[entity] = stats.by_entity.get(entity, 0) + 1
-            self.journal.mark_applied(conn, process_id, sorted(set(flagged)))
-        return stats, sorted(set(flagged))
+        return apply_batch(self, process_id, plan, states)
 
     async def _finish(
         self, process_id: str, record_ids: Sequence[int], flagged: Sequence[str]
@@ -409,85 +268,3 @@ class Drainer:
         await asyncio.to_thread(self.journal.mark_cleared, process_id)
 
     # --- recovery ----------------------------------------------------------------------
-
-    async def resume(self) -> DrainStats:
-        """Finish every process the journal knows, then adopt orphaned locks."""
-        total = DrainStats()
-        entries = await asyncio.to_thread(self.journal.unfinished)
-        for entry in entries:
-            if not await asyncio.to_thread(self.journal.adopt, entry):
-                continue  # a live peer adopted it first
-            if entry.worker and entry.worker != self.journal.worker:
-                log.warning("adopting process %s of dead worker %s", entry.process_id, entry.worker)
-            else:
-                log.info("resuming process %s (%s)", entry.process_id, entry.state)
-            total.resumed += 1
-            total.add(await self._resume_entry(entry))
-        if self.adopt_orphans:
-            total.add(await self.recover_orphans())
-        return total
-
-    async def _resume_entry(self, entry: JournalEntry) -> DrainStats:
-        if self._unsent is not None and self._unsent[0] == entry.process_id:
-            self._unsent = None  # finished here and now
-        if entry.state == APPLIED:
-            await self._finish(entry.process_id, entry.record_ids, entry.flagged)
-            return DrainStats()
-        return await self._resume_reserved(entry.process_id)
-
-    async def recover_orphans(self) -> DrainStats:
-        """Finish every process the portal holds locked for us that no journal row names."""
-        total = DrainStats()
-        pids = await self._orphans()
-        if pids and self.peers_alive is not None and self.peers_alive():
-            # A live peer may be between its get and its journal write: give it a moment.
-            await asyncio.sleep(self.orphan_grace)
-            known = await asyncio.to_thread(self.journal.known, pids)
-            pids = [p for p in pids if p not in known]
-        for pid in pids:
-            if not await asyncio.to_thread(self.journal.claim, pid):
-                continue  # a peer claimed it
-            log.warning("adopting process %s: locked in the portal, unknown here", pid)
-            total.resumed += 1
-            total.add(await self._resume_reserved(pid))
-        return total
-
-    async def _resume_reserved(self, process_id: str) -> DrainStats:
-        events: list[Any] = []
-        for error in (0, 1):  # a released held record keeps ERROR=1 while it is locked
-            answer = await self.portal.call(
-                "event.offline.get", {"process_id": process_id, "clear": 0, "error": error}
-            )
-            result = answer.result if isinstance(answer.result, Mapping) else {}
-            events = list(result.get("events") or [])
-            if events:
-                break
-        if not events:
-            await asyncio.to_thread(self.journal.reserve, process_id, [], [])
-            await asyncio.to_thread(self.journal.mark_cleared, process_id)
-            return DrainStats()
-        return await self._process(process_id, events)
-
-    async def _orphans(self) -> list[str]:
-        """Process ids holding locked records of this connector that the journal lacks."""
-        pids: list[str] = []
-        start = 0
-        # PROCESS_ID > '' selects the locked records: the rest module hands string
-        # filters to SQL as plain comparisons, and every process id sorts after ''.
-        # Filtering there keeps a start-up after a long outage from paging the backlog.
-        while True:
-            answer = await self.portal.call(
-                "event.offline.list",
-                {"filter": {">PROCESS_ID": ""}, "order": {"ID": "ASC"}, "start": start},
-            )
-            rows = answer.result if isinstance(answer.result, list) else []
-            for row in rows:
-                pid = row.get("PROCESS_ID") if isinstance(row, Mapping) else None
-                if isinstance(pid, str) and pid and pid not in pids:
-                    pids.append(pid)
-            nxt = getattr(answer, "next", None)
-            if not rows or not isinstance(nxt, int):
-                break
-            start = nxt
-        known = await asyncio.to_thread(self.journal.known, pids)
-        return [p for p in pids if p not in known]

@@ -36,7 +36,7 @@ from connector.core.batch_commands import MAX_COMMANDS, Command, CommandOutcome
 from connector.core.mapping_model import EntityMapping, MappingSet
 from connector.core.merge import MergeResult
 from connector.errors import FatalPortalError, RetriableError
-from connector.service.drainer import PortalCalls
+from connector.service.drain_types import PortalCalls
 from connector.service.push_commit import commit_chunk
 from connector.service.push_planning import PushPlan, plan_record, plan_update
 

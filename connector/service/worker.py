@@ -57,7 +57,8 @@ from connector.errors import (
     StoreError,
 )
 from connector.service.bindings import ensure_bindings
-from connector.service.drainer import QUEUE_LIMIT, Drainer
+from connector.service.drain_types import QUEUE_LIMIT
+from connector.service.drainer import Drainer
 from connector.service.health import HealthServer, Metrics
 from connector.service.holds import Holds
 from connector.service.pusher import Pusher

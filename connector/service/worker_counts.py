@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from connector.service.drainer import DrainStats
+from connector.service.drain_types import DrainStats
 from connector.service.health import Metrics
 from connector.service.pusher import PushStats
 

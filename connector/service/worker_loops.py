@@ -27,7 +27,8 @@ from connector.errors import (
     PortalError,
     StoreError,
 )
-from connector.service.drainer import Drainer, DrainStats
+from connector.service.drain_types import DrainStats
+from connector.service.drainer import Drainer
 from connector.service.health import Metrics
 from connector.service.holds import Holds
 from connector.service.pusher import Pusher, PushStats

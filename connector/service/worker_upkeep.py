@@ -28,7 +28,7 @@ from connector.errors import (
     RetriableError,
     StoreError,
 )
-from connector.service.drainer import PortalCalls
+from connector.service.drain_types import PortalCalls
 from connector.service.health import Metrics
 from connector.service.reconcile import ReconcilePortal, run_pending
 
