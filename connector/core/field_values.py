@@ -30,9 +30,13 @@ _TEXT = (FieldType.STRING, FieldType.TEXT)
 
 def to_erp(fm: FieldMapping, raw: Any, *, entity: str, record_id: object) -> ErpValue:
     """The portal's value of ``fm`` → the value for its ERP column."""
-    if type(raw) is str and raw and fm.type in _TEXT:  # most fields: a plain string
-        if fm.length is None or len(raw) <= fm.length:
-            return raw
+    if (  # most fields: a plain string that fits
+        type(raw) is str
+        and raw
+        and fm.type in _TEXT
+        and (fm.length is None or len(raw) <= fm.length)
+    ):
+        return raw
 
     def bad(reason: str) -> RecordError:
         return RecordError(reason, entity=entity, record_id=_rid(record_id), field=fm.portal)

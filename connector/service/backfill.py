@@ -9,10 +9,10 @@ Every window (the rows of one request) is applied in **one transaction** through
 :class:`~connector.service.backfill_window.WindowApplier`, and the same transaction moves
 the entity's cursor in ``sync_cursor`` (``backfill:<entity>`` = the last ID applied). A
 kill at any point therefore resumes from the last committed window: nothing before the
-cursor is read again, nothing after it is skipped. A finished entity is marked
-``finished`` and left alone until ``restart=True``. Paging stops at the highest ID
-probed when the entity starts (one cheap request, which also feeds the progress bar):
-anything created later reaches the ERP through the queue.
+cursor is read again, nothing after it is skipped (``adapters/store/cursors.py``). A
+finished entity is left alone until ``restart=True``. Paging stops at the highest ID
+probed at the start (one cheap request, also the progress bar's): anything created
+later reaches the ERP through the queue.
 
 **Deletes no event reported.** Each window also covers the span of IDs its read saw
 completely, and a linked ERP row inside that span that the read did not return is a
@@ -30,23 +30,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from connector.adapters.store.tables import sync_cursor
+from connector.adapters.store.cursors import finish_id_cursor, open_id_cursor
 from connector.adapters.store.unconfirmed_adds import ORIGIN_CODES
 from connector.core.batch_commands import MAX_COMMANDS, Command, CommandOutcome
 from connector.core.id_ranges import split_ranges
 from connector.core.id_window import IdWindow, page_rows, row_id
 from connector.core.mapping_model import EntityMapping, MappingSet
-from connector.errors import ConfigError, PortalError
+from connector.errors import PortalError
 from connector.service.backfill_ranges import read_ranges
-from connector.service.backfill_window import EntityStats, WindowApplier, write_cursor
+from connector.service.backfill_window import EntityStats, WindowApplier
 
 __all__ = [
     "BackfillProgress",
@@ -59,68 +57,23 @@ __all__ = [
     "run_backfill",
 ]
 
-from connector.service.drain_types import Answerish
+
+from connector.service.backfill_types import (
+    BackfillProgress,
+    BackfillStats,
+    BindingsAnswer,
+    PagingPortal,
+    resolve_entities,
+)
 
 log = logging.getLogger(__name__)
 
 CURSOR_PREFIX = "backfill:"
 
 
-class BindingsAnswer(Protocol):
-    """What ``ensure_bindings`` returns, as far as backfill reads it."""
-
-    @property
-    def probes(self) -> Mapping[str, CommandOutcome]: ...
-
-
-class PagingPortal(Protocol):
-    """What the backfill needs from the REST client (``RestClient``)."""
-
-    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Answerish: ...
-
-    def iter_pages(
-        self,
-        window: IdWindow,
-        *,
-        after: int = 0,
-        batched: bool = True,
-        pages_per_request: int = MAX_COMMANDS,
-    ) -> AsyncIterator[list[Mapping[str, Any]]]: ...
-
-
-@dataclass
-class BackfillStats:
-    """The whole run, per entity and in total."""
-
-    entities: dict[str, EntityStats] = field(default_factory=dict)
-
-    def total(self, name: str) -> int:
-        return sum(int(getattr(s, name)) for s in self.entities.values())
-
-    @property
-    def records(self) -> int:
-        return self.total("records")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            e: {f.name: getattr(s, f.name) for f in fields(s)} for e, s in self.entities.items()
-        }
-
-
-class BackfillProgress(Protocol):
-    """Where progress goes (a rich bar on a TTY, log lines otherwise, nothing in tests)."""
-
-    def entity_started(self, entity: str, *, after: int, top_id: int | None) -> None: ...
-
-    def window_applied(self, entity: str, stats: EntityStats) -> None: ...
-
-    def entity_done(self, entity: str, stats: EntityStats) -> None: ...
-
-
 Checkpoint = Callable[[str], None]
-"""Called with each step's name; tests raise from it to simulate a kill there:
-``after_read`` (window fetched, nothing applied), ``mid_apply`` (inside the window's
-transaction, after its first record), ``after_commit`` (window and cursor committed)."""
+"""Called at each step (tests raise to simulate a kill): ``after_read``, ``mid_apply``
+(inside the window's transaction), ``after_commit``."""
 
 
 RANGES = 4
@@ -148,35 +101,7 @@ def cursor_name(entity: str) -> str:
     return f"{CURSOR_PREFIX}{entity}"
 
 
-def resolve_entities(mappings: MappingSet, names: Iterable[str] | None) -> list[EntityMapping]:
-    """The mappings to backfill: all (``None``/empty) or the named ones, in mapping order.
-
-    ``crm.company`` and ``company`` both name the company mapping; an unknown name is a
-    :class:`~connector.errors.ConfigError` listing the mapped entities.
-    """
-    wanted = [n.strip() for n in (names or ()) if n.strip()]
-    if not wanted:
-        return list(mappings)
-    chosen: list[str] = []
-    for name in wanted:
-        key = name.lower()
-        if not key.startswith("crm."):
-            key = f"crm.{key}"
-        if key not in mappings.entities:
-            known = ", ".join(mappings.entities) or "none"
-            raise ConfigError(f"--entity {name}: not a mapped entity (mapped: {known})")
-        if key not in chosen:
-            chosen.append(key)
-    return [m for m in mappings if m.entity in chosen]
-
-
 _Fetch = tuple[datetime, "asyncio.Future[list[Mapping[str, Any]]]"]
-
-
-@dataclass(frozen=True)
-class _CursorState:
-    last_id: int
-    finished: bool
 
 
 class Backfiller:
@@ -267,7 +192,9 @@ class Backfiller:
         ``top`` is the highest ID a probe found, ``probed_at`` a time before that probe;
         without both the entity is probed here."""
         name = cursor_name(mapping.entity)
-        state = await asyncio.to_thread(self._open_cursor, name, restart)
+        state = await asyncio.to_thread(
+            open_id_cursor, self.engine, name, restart=restart, now=self.now()
+        )
         stats = EntityStats(mapping.entity, started_after=state.last_id, last_id=state.last_id)
         if state.finished:
             stats.finished = stats.already_finished = True
@@ -291,7 +218,7 @@ class Backfiller:
                 self.window.apply, mapping, [], probed_at, covers=(covered, NO_ID_ABOVE)
             )
             stats.merge(tail)
-        await asyncio.to_thread(self._finish_cursor, name, stats.last_id)
+        await asyncio.to_thread(finish_id_cursor, self.engine, name, stats.last_id, now=self.now())
         stats.finished = True
         log.info(
             "backfill %s: done, %d records (%d new, %d gone from the portal, "
@@ -385,32 +312,6 @@ class Backfiller:
 
     async def _top_id(self, mapping: EntityMapping) -> int | None:
         return await probe_top(self.portal, mapping)
-
-    # --- the cursor -----------------------------------------------------------------------
-
-    def _open_cursor(self, name: str, restart: bool) -> _CursorState:
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                sa.select(sync_cursor.c.value, sync_cursor.c.finished).where(
-                    sync_cursor.c.name == name
-                )
-            ).first()
-            if restart:
-                write_cursor(conn, name, 0, finished=False, now=self.now())
-                return _CursorState(0, False)
-        if row is None:
-            return _CursorState(0, False)
-        try:
-            last = int(row[0] or 0)
-        except ValueError:
-            raise ConfigError(
-                f"sync_cursor {name} holds {row[0]!r}, not an ID; run backfill --restart"
-            ) from None
-        return _CursorState(last, bool(row[1]))
-
-    def _finish_cursor(self, name: str, last_id: int) -> None:
-        with self.engine.begin() as conn:
-            write_cursor(conn, name, last_id, finished=True, now=self.now())
 
 
 async def probe_top(portal: PagingPortal, mapping: EntityMapping) -> int | None:

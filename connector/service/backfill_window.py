@@ -29,16 +29,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
+from connector.adapters.store.cursors import write_cursor
 from connector.adapters.store.database import write_transaction
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.journal import APPLIED, CLEARED
-from connector.adapters.store.tables import sync_cursor, sync_journal, sync_link
+from connector.adapters.store.tables import sync_journal, sync_link
 from connector.adapters.store.unconfirmed_adds import without_unconfirmed_adds
 from connector.core.id_window import row_id
 from connector.core.mapping_model import EntityMapping, MappingSet
 from connector.core.queue_records import plan_batch
 
-__all__ = ["EntityStats", "WindowApplier", "write_cursor"]
+__all__ = ["EntityStats", "WindowApplier"]
 
 log = logging.getLogger(__name__)
 
@@ -91,27 +92,6 @@ def _db_time(conn: Connection, value: datetime) -> datetime:
 
 def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def write_cursor(
-    conn: Connection, name: str, value: int | str, *, finished: bool, now: datetime
-) -> None:
-    """Set ``sync_cursor`` ``name`` to ``value``: one upsert, so two workers writing the
-    same cursor at once (start-up bindings notes) never collide on its key."""
-    values = {"value": str(value), "finished": finished, "updated_at": now}
-    dialect = conn.dialect.name
-    if dialect in ("mysql", "mariadb"):
-        from sqlalchemy.dialects.mysql import insert as mysql_insert
-
-        mine = mysql_insert(sync_cursor).values(name=name, **values)
-        conn.execute(mine.on_duplicate_key_update(**values))
-        return
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
-    statement = upsert(sync_cursor).values(name=name, **values)
-    conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_=values))
 
 
 class WindowApplier:

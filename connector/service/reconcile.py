@@ -37,13 +37,14 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from connector.adapters.store.cursors import write_cursor
 from connector.adapters.store.tables import sync_cursor, sync_link
 from connector.adapters.store.unconfirmed_adds import ORIGIN_CODES
 from connector.core.batch_commands import MAX_COMMANDS, Command, CommandOutcome
 from connector.core.id_window import PAGE_SIZE, IdWindow, page_rows, row_id
 from connector.core.mapping_model import EntityMapping, MappingSet
 from connector.service.backfill import NO_ID_ABOVE, PagingPortal, probe_top
-from connector.service.backfill_window import EntityStats, WindowApplier, write_cursor
+from connector.service.backfill_window import EntityStats, WindowApplier
 
 __all__ = [
     "ReconcileStats",
