@@ -31,7 +31,7 @@ from connector.emulator.rest_errors import RestError
 
 if TYPE_CHECKING:
     from connector.emulator.context import CallContext
-    from connector.emulator.portal import Portal
+    from connector.emulator.portal_view import PortalView
 
 BATCH_MAX_LENGTH = 50
 SECTIONS = ("result", "error", "total", "next", "time")
@@ -101,7 +101,7 @@ def split_command(command: str) -> tuple[str, str]:
     return parts.path.strip(), parts.query
 
 
-def run_batch(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def run_batch(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     lowered = {str(k).lower(): v for k, v in params.items()}
     halt = php_truthy(lowered.get("halt"))
     commands = as_dict(lowered.get("cmd"))
@@ -133,7 +133,7 @@ def run_batch(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> Metho
 
 
 def _run_one(
-    portal: Portal, ctx: CallContext, key: str, command: str, outputs: dict[str, dict[str, Any]]
+    portal: PortalView, ctx: CallContext, key: str, command: str, outputs: dict[str, dict[str, Any]]
 ) -> None:
     method, query = split_command(command)
     sub_params = substitute_all(parse_query(query), outputs) if query else {}
@@ -172,5 +172,5 @@ def _run_one(
 
 
 @registry.method("batch")
-def batch(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def batch(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     return run_batch(portal, ctx, params)

@@ -17,7 +17,7 @@ from connector.emulator.registry import MethodResult, registry
 
 if TYPE_CHECKING:
     from connector.emulator.context import CallContext
-    from connector.emulator.portal import Portal
+    from connector.emulator.portal_view import PortalView
 
 PAGE_SIZE = 50
 
@@ -43,25 +43,25 @@ def _fields_param(params: dict[str, Any]) -> dict[str, Any]:
 def _register(entity: str) -> None:
     prefix = f"crm.{entity}"
 
-    def add(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+    def add(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
         return MethodResult(portal.crm.add(ctx, entity, _fields_param(params)))
 
-    def update(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+    def update(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
         entity_id = _id_param(params)
         portal.crm.update(ctx, entity, entity_id, _fields_param(params))
         return MethodResult(True)
 
-    def get(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+    def get(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
         return MethodResult(portal.crm.get(entity, _id_param(params)))
 
-    def delete(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+    def delete(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
         portal.crm.delete(ctx, entity, _id_param(params))
         return MethodResult(True)
 
-    def fields(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+    def fields(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
         return MethodResult(portal.crm.describe_fields(entity))
 
-    def list_(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+    def list_(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
         query = _upper(params)
         start = php_int(query.get("START"))
         rows, total = portal.crm.query(

@@ -1,13 +1,14 @@
-"""``UF_CRM_*`` user fields: definitions, values, and ``crm.<entity>.userfield.*``.
+"""``UF_CRM_*`` user fields: definitions and values (the REST methods
+``crm.<entity>.userfield.*`` are in ``crm_userfield_methods``).
 
 A user field belongs to one entity type (``ENTITY_ID`` ``CRM_LEAD`` …). Its name is
 always prefixed ``UF_CRM_`` (added when missing) and is at most 20 characters. Values
 are stored per record; unknown ``UF_*`` keys in a write are ignored, as on the portal.
 
 Python API: ``CrmStore.add_userfield(entity, "UF_CRM_ERP_CODE", "string")``.
-REST: ``crm.<entity>.userfield.add`` (``fields{FIELD_NAME, USER_TYPE_ID, MULTIPLE,
-MANDATORY, LIST, XML_ID, SORT, EDIT_FORM_LABEL}``), ``.list``, ``.get``, ``.update``,
-``.delete``.
+REST (in ``crm_userfield_methods``): ``crm.<entity>.userfield.add`` (``fields{FIELD_NAME,
+USER_TYPE_ID, MULTIPLE, MANDATORY, LIST, XML_ID, SORT, EDIT_FORM_LABEL}``), ``.list``,
+``.get``, ``.update``, ``.delete``.
 """
 
 from __future__ import annotations
@@ -16,15 +17,12 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from connector.emulator.crm_fields import ENTITY_TYPES, crm_error
+from connector.emulator.crm_fields import crm_error
 from connector.emulator.filter_ops import as_list, to_epoch
-from connector.emulator.registry import MethodResult, registry
-from connector.emulator.rest_errors import RestError, not_found
+from connector.emulator.rest_errors import RestError
 
 if TYPE_CHECKING:
     from connector.emulator.clock import Clock
-    from connector.emulator.context import CallContext
-    from connector.emulator.portal import Portal
 
 USER_TYPES = (
     "string",
@@ -183,75 +181,3 @@ def normalise_name(raw: object) -> str:
             "ERROR_CORE", f'Field name "{name}" is longer than {MAX_NAME} characters', 400
         )
     return name
-
-
-def _upper(params: dict[str, Any]) -> dict[str, Any]:
-    return {str(k).upper(): v for k, v in params.items()}
-
-
-def _register(entity: str) -> None:
-    prefix = f"crm.{entity}.userfield"
-
-    def add(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
-        fields = _upper(params).get("FIELDS")
-        if not isinstance(fields, dict):
-            raise crm_error("The parameter 'fields' must be an array.")
-        fields = _upper(fields)
-        uf = portal.crm.add_userfield(
-            entity,
-            str(fields.get("FIELD_NAME") or ""),
-            str(fields.get("USER_TYPE_ID") or ""),
-            multiple=str(fields.get("MULTIPLE") or "N").upper() in ("Y", "1"),
-            mandatory=str(fields.get("MANDATORY") or "N").upper() in ("Y", "1"),
-            xml_id=str(fields.get("XML_ID") or ""),
-            sort=int(fields.get("SORT") or 100),
-            label=str(fields.get("EDIT_FORM_LABEL") or fields.get("LIST_COLUMN_LABEL") or ""),
-            items=[
-                {str(k).upper(): v for k, v in i.items()}
-                for i in as_list(fields.get("LIST") or [])
-                if isinstance(i, dict)
-            ],
-        )
-        return MethodResult(uf.id)
-
-    def list_(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
-        return MethodResult([uf.as_row() for uf in portal.crm.userfields(entity)])
-
-    def _find(portal: Portal, params: dict[str, Any]) -> UserField:
-        raw = _upper(params).get("ID")
-        wanted = str(raw or "").strip()
-        for uf in portal.crm.userfields(entity):
-            if str(uf.id) == wanted:
-                return uf
-        raise not_found()
-
-    def get(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
-        return MethodResult(_find(portal, params).as_row())
-
-    def update(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
-        uf = _find(portal, params)
-        fields = _upper(params).get("FIELDS")
-        if isinstance(fields, dict):
-            fields = _upper(fields)
-            if "MANDATORY" in fields:
-                uf.mandatory = str(fields["MANDATORY"]).upper() in ("Y", "1")
-            if "EDIT_FORM_LABEL" in fields:
-                uf.label = str(fields["EDIT_FORM_LABEL"])
-            if "XML_ID" in fields:
-                uf.xml_id = str(fields["XML_ID"])
-        return MethodResult(True)
-
-    def delete(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
-        uf = _find(portal, params)
-        portal.crm.delete_userfield(entity, uf.field_name)
-        return MethodResult(True)
-
-    registry.method(f"{prefix}.add", scope="crm")(add)
-    registry.method(f"{prefix}.list", scope="crm")(list_)
-    registry.method(f"{prefix}.get", scope="crm")(get)
-    registry.method(f"{prefix}.update", scope="crm")(update)
-    registry.method(f"{prefix}.delete", scope="crm")(delete)
-
-
-for _entity in ENTITY_TYPES:
-    _register(_entity)

@@ -1,6 +1,6 @@
 """Running one REST method for a caller: the checks every method call passes through.
 
-Used for a top-level request (``app``) and for each ``batch`` sub-command alike:
+Used for a top-level request (``request_handling``) and for each ``batch`` sub-command alike:
 method lookup (404 ``ERROR_METHOD_NOT_FOUND``), webhook refusal (403
 ``WRONG_AUTH_TYPE``, what ``Bitrix\\Rest\\AuthTypeException`` gives), scope (403
 ``insufficient_scope``), the operating-time budget (429), injected 500s, then the
@@ -18,7 +18,7 @@ from connector.emulator.rest_errors import RestError
 
 if TYPE_CHECKING:
     from connector.emulator.context import CallContext
-    from connector.emulator.portal import Portal
+    from connector.emulator.portal_view import PortalView
 
 GLOBAL_SCOPES = frozenset({"", "app", "global"})
 
@@ -61,7 +61,12 @@ def check_access(ctx: CallContext, name: str) -> None:
 
 
 def time_block(
-    portal: Portal, start: float, finish: float, processing: float, operating: float, reset_at: int
+    portal: PortalView,
+    start: float,
+    finish: float,
+    processing: float,
+    operating: float,
+    reset_at: int,
 ) -> dict[str, Any]:
     """The ``time`` object every REST answer carries."""
     clock = portal.clock
@@ -78,7 +83,7 @@ def time_block(
 
 
 def invoke(
-    portal: Portal,
+    portal: PortalView,
     ctx: CallContext,
     name: str,
     params: dict[str, Any],

@@ -19,7 +19,7 @@ from connector.emulator.rest_errors import RestError
 
 if TYPE_CHECKING:
     from connector.emulator.context import CallContext
-    from connector.emulator.portal import Portal
+    from connector.emulator.portal_contract import PortalContract
 
 
 def license_error(feature: str) -> RestError:
@@ -59,12 +59,12 @@ def require_admin(ctx: CallContext, detail: str = "") -> None:
         raise access_error(detail)
 
 
-def require_offline_plan(portal: Portal) -> None:
+def require_offline_plan(portal: PortalContract) -> None:
     if not portal.plan.offline_events:
         raise license_error("offline events")
 
 
-def effective_connector(portal: Portal, ctx: CallContext, *, strict: bool = True) -> str:
+def effective_connector(portal: PortalContract, ctx: CallContext, *, strict: bool = True) -> str:
     """The ``auth_connector`` of the request as the portal honours it (plan gating).
 
     ``strict=False`` (used when firing) never raises, it only drops an unlicensed key.

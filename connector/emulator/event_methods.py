@@ -26,7 +26,7 @@ from connector.emulator.rest_errors import RestError
 
 if TYPE_CHECKING:
     from connector.emulator.context import CallContext
-    from connector.emulator.portal import Portal
+    from connector.emulator.portal_view import PortalView
 
 
 def _event_type(query: dict[str, object]) -> str:
@@ -39,7 +39,7 @@ def _event_type(query: dict[str, object]) -> str:
 
 
 @registry.method("event.bind", webhook_ok=False)
-def event_bind(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def event_bind(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     """``event.bind``: event, event_type, handler, auth_type, options (+ auth_connector)."""
     app_id = require_app(ctx)
     query = upper_keys(params)
@@ -76,7 +76,7 @@ def event_bind(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> Meth
 
 
 @registry.method("event.unbind", webhook_ok=False)
-def event_unbind(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def event_unbind(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     """``event.unbind``: same parameters as bind; offline matches the request's connector."""
     app_id = require_app(ctx)
     query = upper_keys(params)
@@ -109,7 +109,7 @@ def event_unbind(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> Me
 
 
 @registry.method("event.get", webhook_ok=False)
-def event_get(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def event_get(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     """``event.get``: the app's bindings by ID (a non-admin sees only their own)."""
     app_id = require_app(ctx)
     rows = [
@@ -121,7 +121,7 @@ def event_get(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> Metho
 
 
 @registry.method("events", webhook_ok=False)
-def events_list(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def events_list(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     """``events``: the event names the caller may bind (``SCOPE=…``, ``FULL=1``)."""
     require_app(ctx)
     query = upper_keys(params)

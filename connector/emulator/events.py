@@ -37,7 +37,7 @@ from connector.emulator.rest_errors import RestError
 
 if TYPE_CHECKING:
     from connector.emulator.context import CallContext
-    from connector.emulator.portal import Portal
+    from connector.emulator.portal_contract import PortalContract
 
 CRM_ENTITIES = ("LEAD", "CONTACT", "COMPANY", "DEAL")
 OFFLINE_EVENT = "ONOFFLINEEVENT"
@@ -130,7 +130,7 @@ class EventHub:
     (default) or answer 403 ``WRONG_LICENSE`` (``"error"``) — digest A1.
     """
 
-    def __init__(self, portal: Portal) -> None:
+    def __init__(self, portal: PortalContract) -> None:
         self.portal = portal
         self.bindings: dict[int, Binding] = {}
         self.deliveries: list[Delivery] = []
@@ -307,7 +307,3 @@ class EventHub:
             for d in self.deliveries
             if d.event == OFFLINE_EVENT and (app_id is None or d.app_id == app_id)
         ]
-
-
-# The REST methods live in their own module; importing it registers them.
-from connector.emulator import event_methods  # noqa: E402, F401

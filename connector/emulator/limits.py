@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from connector.emulator.rest_errors import RestError
 
 if TYPE_CHECKING:
-    from connector.emulator.portal import Portal
+    from connector.emulator.portal_contract import PortalContract
 
 OPERATING_LIMIT = 480.0
 OPERATING_WINDOW = 600.0
@@ -60,7 +60,7 @@ class Faults:
 class Limits:
     """The limiter and fault switches of one portal (``portal.limits``)."""
 
-    def __init__(self, portal: Portal) -> None:
+    def __init__(self, portal: PortalContract) -> None:
         self.portal = portal
         self.rate_override: float | None = None
         self.burst_override: int | None = None

@@ -17,7 +17,7 @@ from connector.emulator.rest_errors import RestError
 
 if TYPE_CHECKING:
     from connector.emulator.context import CallContext
-    from connector.emulator.portal import Portal
+    from connector.emulator.portal_view import PortalView
 
 ALL_SCOPES = (
     "crm",
@@ -43,7 +43,7 @@ def _method_scopes() -> dict[str, str]:
 
 
 @registry.method("methods")
-def methods(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def methods(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     """Method names of the caller's scopes plus the global ones (``scope=``, ``full=``)."""
     query = lower_keys(params)
     by_method = _method_scopes()
@@ -58,7 +58,7 @@ def methods(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodR
 
 
 @registry.method("method.get")
-def method_get(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def method_get(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     """``{isExisting, isAvailable}`` for ``name``."""
     name = as_str(lower_keys(params).get("name")).lower()
     entry = registry.lookup(name) if name else None
@@ -71,7 +71,7 @@ def method_get(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> Meth
 
 
 @registry.method("scope")
-def scope(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def scope(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     """The caller's scopes; ``full=true`` lists every scope the portal knows."""
     if as_bool(lower_keys(params).get("full")):
         known = {s for s in _method_scopes().values() if s} | set(ALL_SCOPES)
@@ -80,7 +80,7 @@ def scope(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodRes
 
 
 @registry.method("app.info")
-def app_info(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def app_info(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     """The calling app's status on the portal (or a webhook's scopes)."""
     license_name = f"en_{portal.plan.name}"
     if ctx.via_webhook:
@@ -106,12 +106,12 @@ def app_info(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> Method
 
 
 @registry.method("server.time")
-def server_time(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def server_time(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     """The portal's current time, ISO-8601 with its offset (PHP ``date('c')``)."""
     return MethodResult(portal.clock.iso())
 
 
-def _user(portal: Portal, ctx: CallContext) -> Any:
+def _user(portal: PortalView, ctx: CallContext) -> Any:
     user = portal.users.get(ctx.user_id)
     if user is None:
         raise RestError("ACCESS_DENIED", "Access denied! User authorization required", 403)
@@ -119,7 +119,7 @@ def _user(portal: Portal, ctx: CallContext) -> Any:
 
 
 @registry.method("profile")
-def profile(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def profile(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     """The current user: ``ID`` (a string), ``ADMIN``, ``NAME``, ``LAST_NAME``, time zone."""
     user = _user(portal, ctx)
     offset = portal.clock.tz.utcoffset(None)
@@ -137,7 +137,7 @@ def profile(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodR
 
 
 @registry.method("user.current", scope="user")
-def user_current(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def user_current(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     """The current user's card (a subset of the real fields)."""
     user = _user(portal, ctx)
     return MethodResult(
@@ -156,6 +156,6 @@ def user_current(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> Me
 
 
 @registry.method("user.admin")
-def user_admin(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def user_admin(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     """Whether the current user is a portal administrator."""
     return MethodResult(_user(portal, ctx).is_admin)

@@ -33,10 +33,10 @@ from connector.emulator.registry import MethodResult, registry
 
 if TYPE_CHECKING:
     from connector.emulator.context import CallContext
-    from connector.emulator.portal import Portal
+    from connector.emulator.portal_view import PortalView
 
 
-def _partition_of(portal: Portal, ctx: CallContext) -> tuple[str, str]:
+def _partition_of(portal: PortalView, ctx: CallContext) -> tuple[str, str]:
     app_id = require_app(ctx)
     require_admin(ctx)
     require_offline_plan(portal)
@@ -57,7 +57,7 @@ def _queue_filter(raw: object, fields: tuple[str, ...]) -> list[Condition]:
 
 
 @registry.method("event.offline.get", webhook_ok=False)
-def event_offline_get(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def event_offline_get(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     """``event.offline.get``: filter, order, limit, clear, process_id, error."""
     app_id, connector = _partition_of(portal, ctx)
     query = lower_keys(params)
@@ -87,7 +87,9 @@ def event_offline_get(portal: Portal, ctx: CallContext, params: dict[str, Any]) 
 
 
 @registry.method("event.offline.clear", webhook_ok=False)
-def event_offline_clear(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def event_offline_clear(
+    portal: PortalView, ctx: CallContext, params: dict[str, Any]
+) -> MethodResult:
     """``event.offline.clear``: process_id (required), message_id[] over id[], else all."""
     app_id, connector = _partition_of(portal, ctx)
     query = lower_keys(params)
@@ -116,7 +118,9 @@ def event_offline_clear(portal: Portal, ctx: CallContext, params: dict[str, Any]
 
 
 @registry.method("event.offline.error", webhook_ok=False)
-def event_offline_error(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def event_offline_error(
+    portal: PortalView, ctx: CallContext, params: dict[str, Any]
+) -> MethodResult:
     """``event.offline.error``: process_id (required) and message_id[] (an array)."""
     app_id, connector = _partition_of(portal, ctx)
     query = lower_keys(params)
@@ -131,7 +135,9 @@ def event_offline_error(portal: Portal, ctx: CallContext, params: dict[str, Any]
 
 
 @registry.method("event.offline.list", webhook_ok=False)
-def event_offline_list(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def event_offline_list(
+    portal: PortalView, ctx: CallContext, params: dict[str, Any]
+) -> MethodResult:
     """``event.offline.list``: a bare array, order ID ASC by default, 50 per page."""
     app_id, connector = _partition_of(portal, ctx)
     query = lower_keys(params)
@@ -154,7 +160,7 @@ FEATURES = {
 
 
 @registry.method("feature.get")
-def feature_get(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
+def feature_get(portal: PortalView, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     """``feature.get?CODE=rest_offline_extended`` → ``{"value": "Y"|"N"}``."""
     query = lower_keys(params)
     code = str(query.get("code") or "").strip().lower()

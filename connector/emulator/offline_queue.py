@@ -43,7 +43,7 @@ from connector.emulator.filter_ops import (
 )
 
 if TYPE_CHECKING:
-    from connector.emulator.portal import Portal
+    from connector.emulator.portal_contract import PortalContract
 
 PURGE_AGE = 2_952_000
 """Seconds after TIMESTAMP_X when the agent deletes a locked record (≈34 days)."""
@@ -136,7 +136,7 @@ class FetchResult:
 class OfflineQueue:
     """All offline queue records of one portal (every app, every connector)."""
 
-    def __init__(self, portal: Portal) -> None:
+    def __init__(self, portal: PortalContract) -> None:
         self.portal = portal
         self._records: dict[int, QueueRecord] = {}
         self._free: dict[tuple[str, str, str], int] = {}
@@ -365,7 +365,3 @@ class OfflineQueue:
             for record in doomed:
                 self._delete(record)
             return len(doomed)
-
-
-# The REST methods live in their own module; importing it registers them.
-from connector.emulator import offline_methods  # noqa: E402, F401

@@ -1,13 +1,17 @@
-"""The state of one emulated portal, and the plan profiles that gate features.
+"""The state of one emulated portal (plan profiles and users: ``portal_profile``).
 
 ``Portal`` owns one of each part; each part lives in its own module and takes the portal
-in its constructor so it can reach the clock and its siblings:
+in its constructor so it can reach the clock and its siblings (typed as
+``portal_contract.PortalContract``, so no part imports this module):
 
 * ``crm``    — ``crm.CrmStore``            (entities, multi-fields, UF_CRM_*)
 * ``events`` — ``events.EventHub``         (bindings; fires entity events into the queue)
 * ``queue``  — ``offline_queue.OfflineQueue`` (the §7.12 state machine)
 * ``pull``   — ``pull.PullHub``            (channels, messages, connections)
 * ``limits`` — ``limits.Limits``           (leaky bucket, operating time, fault switches)
+
+Importing this module registers the REST methods of those parts (``crm_methods``,
+``crm_userfield_methods``, ``event_methods``, ``offline_methods``, ``pull_methods``).
 """
 
 from __future__ import annotations
@@ -15,36 +19,22 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 
+# Importing the method modules registers their REST methods (they all bind the one
+# name ``connector``, which ruff sees as used unless the last import says otherwise).
+import connector.emulator.crm_methods
+import connector.emulator.crm_userfield_methods
+import connector.emulator.event_methods
+import connector.emulator.offline_methods
+import connector.emulator.pull_methods  # noqa: F401
 from connector.emulator.clock import Clock
+from connector.emulator.crm import CrmStore
+from connector.emulator.events import EventHub
+from connector.emulator.limits import Limits
+from connector.emulator.offline_queue import OfflineQueue
+from connector.emulator.portal_profile import PLANS, PlanProfile, User
+from connector.emulator.pull import PullHub
 
-
-@dataclass(frozen=True)
-class PlanProfile:
-    """What a tariff allows. Plan names are data, not code (digest A17)."""
-
-    name: str
-    offline_events: bool = True
-    auth_connector: bool = True
-    extended_queue: bool = True
-    rate_burst: int = 50
-    rate_limit: float = 2.0
-
-
-PLANS: dict[str, PlanProfile] = {
-    "basic": PlanProfile("basic", auth_connector=False, extended_queue=False),
-    "standard": PlanProfile("standard", auth_connector=False, extended_queue=False),
-    "professional": PlanProfile("professional"),
-    "pro": PlanProfile("pro"),
-    "nfr": PlanProfile("nfr"),
-    "enterprise": PlanProfile("enterprise", rate_burst=250, rate_limit=5.0),
-}
-
-
-@dataclass
-class User:
-    id: int
-    name: str
-    is_admin: bool = False
+__all__ = ["PLANS", "PlanProfile", "Portal", "User"]
 
 
 @dataclass
@@ -62,12 +52,6 @@ class Portal:
     )
 
     def __post_init__(self) -> None:
-        from connector.emulator.crm import CrmStore
-        from connector.emulator.events import EventHub
-        from connector.emulator.limits import Limits
-        from connector.emulator.offline_queue import OfflineQueue
-        from connector.emulator.pull import PullHub
-
         self.member_id = hashlib.md5(self.domain.encode()).hexdigest()
         self.crm = CrmStore(self)
         self.events = EventHub(self)

@@ -1,4 +1,5 @@
-"""``pull.application.config.get`` (digest §8.2) and the hub's run-time switches.
+"""The answer of ``pull.application.config.get`` (digest §8.2); the hub's run-time
+switches are ``pull_settings.PullSettings``, the REST method is in ``pull_methods``.
 
 The answer: ``server{version, server_enabled, long_polling, long_polling_secure,
 websocket_enabled, websocket, websocket_secure, publish_enabled, publish, publish_secure,
@@ -13,51 +14,39 @@ Webhook callers get ``WRONG_AUTH_TYPE`` (the method works only in an app context
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from connector.emulator.registry import MethodResult, registry
+from connector.emulator.pull_settings import PullSettings
 from connector.emulator.rest_errors import RestError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from connector.emulator.context import CallContext
-    from connector.emulator.portal import Portal
-    from connector.emulator.pull import PullHub
+    from connector.emulator.portal_contract import PortalContract
+    from connector.emulator.pull_channels import ChannelStore
+
+__all__ = ["ConfigSource", "PullSettings", "build_config", "server_block"]
 
 
-@dataclass
-class PullSettings:
-    """Switches a test or the control surface may flip at run time.
+class ConfigSource(Protocol):
+    """What the answer is built from: the portal's ``PullHub`` (``portal.pull``)."""
 
-    * ``version`` — reported ``server.version`` and the framing of new connections
-      (≤3 NGINX markers, 4 JSON array with ``format=json``, ≥5 JSON-RPC).
-    * ``extra_in_text`` — ``extra`` inside ``text`` (default) or next to it.
-    * ``long_polling_key`` — ``"documented"`` (``long_polling_secure``), ``"misspelled"``
-      (``long_pooling_secure``, as newer servers answer) or ``"both"``.
-    * ``client_id_location`` — ``clientId`` under ``"server"`` (seed), ``"top"`` or ``"both"``.
-    * ``mode`` — ``"shared"`` (cloud: ``clientId`` required on connect) or ``"personal"``.
-    * ``hold_timeout`` — seconds a long-poll request waits before answering 304.
-    * ``replay_once`` — a given ``mid`` replays history only once per channel set.
-    * ``announce_reopen`` — reopening an expired channel sends ``channel_expire``
-      (``reconnect`` + ``new_channel``) on the expired one, for clients still on it.
-    """
+    @property
+    def portal(self) -> PortalContract: ...
 
-    version: int = 4
-    extra_in_text: bool = True
-    long_polling_key: str = "documented"
-    client_id_location: str = "server"
-    mode: str = "shared"
-    websocket_enabled: bool = True
-    hold_timeout: float = 25.0
-    history_limit: int = 1000
-    replay_once: bool = True
-    announce_reopen: bool = True
-    server_name: str = ""
-    revision: int = 19
-    revision_mobile: int = 1
+    @property
+    def settings(self) -> PullSettings: ...
+
+    @property
+    def channels(self) -> ChannelStore: ...
+
+    @property
+    def push_client_id(self) -> str: ...
+
+    @property
+    def config_timestamp(self) -> int: ...
 
 
 def _param(params: Mapping[str, Any], name: str, default: str) -> str:
@@ -67,7 +56,7 @@ def _param(params: Mapping[str, Any], name: str, default: str) -> str:
     return default
 
 
-def build_config(hub: PullHub, ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def build_config(hub: ConfigSource, ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """The ``pull.application.config.get`` result for the calling app."""
     if not ctx.client_id:
         raise RestError(
@@ -91,7 +80,7 @@ def build_config(hub: PullHub, ctx: CallContext, params: Mapping[str, Any]) -> d
     return result
 
 
-def server_block(hub: PullHub, base_url: str) -> dict[str, Any]:
+def server_block(hub: ConfigSource, base_url: str) -> dict[str, Any]:
     parts = urlsplit(base_url or f"https://{hub.portal.domain}")
     scheme = "https" if parts.scheme == "https" else "http"
     ws_scheme = "wss" if scheme == "https" else "ws"
@@ -124,8 +113,3 @@ def server_block(hub: PullHub, base_url: str) -> dict[str, Any]:
     if s.mode == "shared" and s.client_id_location in ("server", "both"):
         server["clientId"] = hub.push_client_id
     return server
-
-
-@registry.method("pull.application.config.get", scope="pull")
-def _config_get(portal: Portal, ctx: CallContext, params: dict[str, Any]) -> MethodResult:
-    return MethodResult(portal.pull.config_for(ctx, params))

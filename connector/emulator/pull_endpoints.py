@@ -24,98 +24,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from connector.emulator.pull import Refusal
 from connector.emulator.pull_framing import PullMessage, media_type
+from connector.emulator.pull_subscribers import (
+    Close,
+    Item,
+    Refusal,
+    Subscriber,
+    abort_transport,
+)
 
 if TYPE_CHECKING:
-    from connector.emulator.pull import PullHub, SubscribeRequest
+    from connector.emulator.pull_connections import PullConnections
+
+__all__ = [
+    "LONG_POLL_EXPIRES",
+    "Close",
+    "Item",
+    "Subscriber",
+    "abort_transport",
+    "long_poll_request",
+    "make_routes",
+    "websocket_session",
+]
 
 LONG_POLL_EXPIRES = "Thu, 01 Jan 1973 11:11:01 GMT"
 
-_ids = itertools.count(1)
 
-
-@dataclass(frozen=True)
-class Close:
-    """A request to end one connection with a close code."""
-
-    code: int
-    reason: str = ""
-
-
-Item = PullMessage | Close
-
-
-def abort_transport(receive: Any) -> bool:
-    """Abort the TCP connection behind an ASGI ``receive`` (uvicorn's protocol object
-    owns it as ``transport``). False when it cannot be reached."""
-    owner = getattr(receive, "__self__", None)
-    abort = getattr(getattr(owner, "transport", None), "abort", None)
-    if not callable(abort):
-        return False
-    abort()
-    return True
-
-
-class Subscriber:
-    """One live connection: its channels, framing, and a queue fed from any thread."""
-
-    def __init__(self, kind: str, request: SubscribeRequest, version: int, receive: Any) -> None:
-        self.id = next(_ids)
-        self.kind = kind
-        self.version = version
-        self.json_format = request.json_format
-        self.channels = request.channels
-        self.public_ids = frozenset(c.public_id for c in request.channels)
-        self.client_ids = frozenset(c.client_id for c in request.channels)
-        self.opened = time.time()
-        self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[Item] = asyncio.Queue()
-        self._receive = receive
-
-    def offer(self, item: Item) -> None:
-        """Queue an item for this connection; callable from any thread."""
-        with contextlib.suppress(RuntimeError):  # the serving loop is gone
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-
-    def abort(self) -> bool:
-        """Drop the TCP connection without a close frame, if the transport is reachable."""
-        return abort_transport(self._receive)
-
-    def take_batch(self, first: PullMessage) -> tuple[list[PullMessage], Close | None]:
-        """``first`` plus every message already queued, stopping at a close request."""
-        batch = [first]
-        while not self.queue.empty():
-            item = self.queue.get_nowait()
-            if isinstance(item, Close):
-                return batch, item
-            batch.append(item)
-        return batch, None
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "client_ids": sorted(self.client_ids),
-            "channels": sorted(self.public_ids),
-            "channel_types": sorted({c.type for c in self.channels}),
-            "version": self.version,
-            "format": "json" if self.json_format else "",
-            "opened": self.opened,
-        }
-
-
-def make_routes(hub: PullHub) -> list[BaseRoute]:
+def make_routes(hub: PullConnections) -> list[BaseRoute]:
     async def websocket(ws: WebSocket) -> None:
         await websocket_session(hub, ws)
 
@@ -129,7 +71,7 @@ def make_routes(hub: PullHub) -> list[BaseRoute]:
     ]
 
 
-async def _refuse_handshake(hub: PullHub, ws: WebSocket, status: int | None) -> None:
+async def _refuse_handshake(hub: PullConnections, ws: WebSocket, status: int | None) -> None:
     hub.stats["websocket_refused"] += 1
     if status is None and abort_transport(ws._receive):
         await _settle(ws, disconnects=1)
@@ -158,7 +100,7 @@ async def _wait_disconnect(ws: WebSocket) -> None:
             pass
 
 
-async def _close(hub: PullHub, ws: WebSocket, sub: Subscriber, close: Close) -> None:
+async def _close(hub: PullConnections, ws: WebSocket, sub: Subscriber, close: Close) -> None:
     if close.code == 1006:
         if sub.abort():
             return
@@ -168,7 +110,7 @@ async def _close(hub: PullHub, ws: WebSocket, sub: Subscriber, close: Close) -> 
     await ws.close(close.code, close.reason)
 
 
-async def websocket_session(hub: PullHub, ws: WebSocket) -> None:
+async def websocket_session(hub: PullConnections, ws: WebSocket) -> None:
     """Serve one WebSocket connection until the client leaves or a close is requested."""
     hub.stats["websocket_attempts"] += 1
     await hub.until_unstalled("handshake")
@@ -212,7 +154,7 @@ async def websocket_session(hub: PullHub, ws: WebSocket) -> None:
         hub.detach(sub)
 
 
-async def long_poll_request(hub: PullHub, http: Request) -> Response:
+async def long_poll_request(hub: PullConnections, http: Request) -> Response:
     """Serve one long-polling GET."""
     hub.stats["long_poll_requests"] += 1
     await hub.until_unstalled("handshake")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from connector.emulator.context import CallContext
-    from connector.emulator.portal import Portal
+    from connector.emulator.portal_view import PortalView
 
 
 @dataclass
@@ -20,7 +20,8 @@ class MethodResult:
     next: int | None = None
 
 
-Handler = Callable[["Portal", "CallContext", dict[str, Any]], MethodResult]
+Handler = Callable[["PortalView", "CallContext", dict[str, Any]], MethodResult]
+"""A REST method: the portal (``portal_view.PortalView``), the caller, the parameters."""
 
 
 class MethodRegistry:

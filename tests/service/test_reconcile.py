@@ -188,7 +188,7 @@ def test_two_workers_noting_bindings_at_once_never_collide(db_url: str) -> None:
     import threading
 
     from connector.adapters.store import migrate
-    from connector.service.backfill_window import write_cursor
+    from connector.adapters.store.cursors import write_cursor
 
     engine = make_engine(db_url)
     migrate.upgrade(engine)
