@@ -31,12 +31,10 @@ from sqlalchemy import Connection, Engine
 
 from connector.adapters.store.database import write_transaction
 from connector.adapters.store.local_process import host_identity, process_gone
+from connector.adapters.store.outbox_views import DONE, FAILED, HELD, PENDING, OutboxViews
 from connector.adapters.store.tables import sync_outbox, sync_worker
 
-PENDING = "pending"
-DONE = "done"
-FAILED = "failed"
-HELD = "held"
+__all__ = ["DONE", "FAILED", "HELD", "PENDING", "OutboxStore", "PendingRecord", "worker_id"]
 
 
 def worker_id() -> str:
@@ -68,7 +66,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class OutboxStore:
+class OutboxStore(OutboxViews):
     def __init__(self, engine: Engine, worker: str | None = None, *, lease: float = 300.0) -> None:
         self.engine = engine
         self.worker = worker or worker_id()
@@ -301,52 +299,6 @@ class OutboxStore:
 
     # --- the operator's side -----------------------------------------------------------
 
-    def counts(self) -> dict[str, int]:
-        """Rows per status, for ``status`` (done rows are not counted)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(sync_outbox.c.status, sa.func.count())
-                .where(sync_outbox.c.status != DONE)
-                .group_by(sync_outbox.c.status)
-            ).all()
-        out = {PENDING: 0, FAILED: 0, HELD: 0}
-        out.update({str(r[0]): int(r[1]) for r in rows})
-        return out
-
-    def oldest_pending(self) -> datetime | None:
-        with self.engine.connect() as conn:
-            value = conn.execute(
-                sa.select(sa.func.min(sync_outbox.c.created_at)).where(
-                    sync_outbox.c.status == PENDING
-                )
-            ).scalar_one_or_none()
-        if isinstance(value, datetime) and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value if isinstance(value, datetime) else None
-
-    def rows(self, *, statuses: Sequence[str], limit: int = 200) -> list[dict[str, Any]]:
-        """Rows in ``statuses``, oldest first, as plain dicts (for ``outbox list``)."""
-        with self.engine.connect() as conn:
-            result = conn.execute(
-                sa.select(
-                    sync_outbox.c.id,
-                    sync_outbox.c.entity,
-                    sync_outbox.c.erp_key,
-                    sync_outbox.c.op,
-                    sync_outbox.c.changed,
-                    sync_outbox.c.status,
-                    sync_outbox.c.attempts,
-                    sync_outbox.c.error_code,
-                    sync_outbox.c.last_error,
-                    sync_outbox.c.note,
-                    sync_outbox.c.created_at,
-                )
-                .where(sync_outbox.c.status.in_(list(statuses)))
-                .order_by(sync_outbox.c.id)
-                .limit(limit)
-            ).mappings()
-            return [dict(r) for r in result]
-
     def retry(self, row_id: int | None) -> int:
         """Make failed rows pending again (one id, or all of them with ``None``)."""
         where = [sync_outbox.c.status == FAILED]
@@ -359,13 +311,6 @@ class OutboxStore:
                 .values(status=PENDING, locked_by=None, locked_at=None)
             )
             return int(result.rowcount or 0)
-
-    def status_of(self, row_id: int) -> str | None:
-        with self.engine.connect() as conn:
-            value = conn.execute(
-                sa.select(sync_outbox.c.status).where(sync_outbox.c.id == row_id)
-            ).scalar_one_or_none()
-        return None if value is None else str(value)
 
 
 def _merged_intents(values: Iterable[Any]) -> dict[str, Any] | None:
