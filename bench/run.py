@@ -174,8 +174,7 @@ def main() -> None:
         )
     lines += [
         "",
-        "Requests counted against an in-process emulator with its limiter off "
-        "(`bench/peers.py`).",
+        "Requests counted against an in-process emulator with its limiter off (`bench/peers.py`).",
         "",
         f"## Reading {timed['records']:,} companies on a real clock: ours and the peers",
         "",

@@ -22,14 +22,15 @@ import json
 import logging
 from collections.abc import AsyncGenerator, Callable, Generator
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlencode
 
 import httpx
 
+from connector.adapters.log_redaction import guard_logger
 from connector.core.oauth_tokens import TokenSet, parse_token_answer
-from connector.core.portal_answers import AUTH_SET_HINT, classify_token_answer
-from connector.core.redaction import guard_logger, redact_text
+from connector.core.portal_answers import AUTH_SET_HINT, classify_token_answer, json_body
+from connector.core.redaction import redact_text
 from connector.errors import AuthRevokedError, FatalPortalError, RetriableError
 
 __all__ = ["REFRESH_CODES", "OAuthFlow", "TokenSource"]
@@ -160,7 +161,7 @@ class OAuthFlow(httpx.Auth):
                 "never sends its secrets in a URL (GET) — check B24_OAUTH_URL",
                 status=405,
             )
-        body = _json(response)
+        body = json_body(response.content)
         error = classify_token_answer(response.status_code, body)
         if error is not None:
             log.error("oauth.refresh_failed", extra={"oauth.code": error.code})
@@ -195,12 +196,5 @@ def _with_token(request: httpx.Request, token: str) -> httpx.Request:
 def _is_token_error(response: httpx.Response) -> bool:
     if response.status_code not in (400, 401, 403):
         return False
-    body = _json(response)
+    body = json_body(response.content)
     return isinstance(body, dict) and str(body.get("error", "")).lower() in REFRESH_CODES
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return None

@@ -25,7 +25,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from connector.core.client_clock import Clock, SystemClock
+from connector.adapters.clocks import SystemClock
+from connector.core.client_clock import Clock
 from connector.core.operating_budget import OperatingBudget
 from connector.core.portal_answers import operating_time
 from connector.core.rate_bucket import BucketProfile, BucketState, penalize, reserve

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -26,6 +25,7 @@ from typing import Any, Protocol
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from connector.adapters.clocks import SystemClock
 from connector.core.batch_commands import (
     MAX_COMMANDS,
     Command,
@@ -34,10 +34,10 @@ from connector.core.batch_commands import (
     chunked,
     split_batch_result,
 )
-from connector.core.client_clock import Clock, SystemClock
+from connector.core.client_clock import Clock
 from connector.core.id_window import IdCursor, IdWindow
 from connector.core.php_query import build_query
-from connector.core.portal_answers import classify
+from connector.core.portal_answers import as_int, classify, json_body
 from connector.core.redaction import redact_text
 from connector.errors import AmbiguousError, PortalError, RetriableError
 
@@ -132,8 +132,8 @@ class RestClient:
         info = body.get("time")
         return Answer(
             result=body.get("result"),
-            total=_int(body.get("total")),
-            next=_int(body.get("next")),
+            total=as_int(body.get("total")),
+            next=as_int(body.get("next")),
             time=info if isinstance(info, Mapping) else None,
         )
 
@@ -236,7 +236,7 @@ class RestClient:
                 code="NETWORK",
                 method=method,
             ) from None
-        body = _json(response)
+        body = json_body(response.content)
         known = self.governor.known_reset_at(method) if self.governor else None
         error = classify(
             response.status_code,
@@ -315,19 +315,3 @@ def _reserves(method: str, params: Mapping[str, Any]) -> bool:
                 for c in commands.values()
             )
     return False
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.core.php_query import build_query
-from connector.core.portal_answers import classify_command_error
+from connector.core.portal_answers import as_int, classify_command_error
 from connector.errors import PortalError, RejectedError, RetriableError
 
 __all__ = [
@@ -163,8 +163,8 @@ def split_batch_result(
                 key,
                 command.method,
                 result=results[key],
-                total=_int(totals.get(key)),
-                next=_int(nexts.get(key)),
+                total=as_int(totals.get(key)),
+                next=as_int(nexts.get(key)),
                 time=timing,
             )
         else:
@@ -183,15 +183,6 @@ def _section(value: Any) -> dict[str, Any]:
     if isinstance(value, list):
         return {str(i): v for i, v in enumerate(value)}
     return {}
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _check_key(key: str) -> None:

@@ -18,6 +18,7 @@ chosen by what the caller does next:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -36,9 +37,11 @@ from connector.errors import (
 __all__ = [
     "DEFAULT_OPERATING_WAIT_S",
     "OperatingTime",
+    "as_int",
     "classify",
     "classify_command_error",
     "classify_token_answer",
+    "json_body",
     "operating_time",
     "parse_retry_after",
 ]
@@ -263,6 +266,32 @@ def _message(method: str | None, code: str, description: str, status: int | None
     if description:
         text = f"{text}: {redact_text(description)[:300]}"
     return text
+
+
+def as_int(value: Any) -> int | None:
+    """A JSON integer or a string of digits as int (the portal sends both: ``"ID": "12"``,
+    ``"total": 12``); ``None`` for anything else — bools, fractions, words, a digit string
+    too long to be an ID."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text[:1] == "-" else text
+        if digits.isascii() and digits.isdigit() and len(digits) < 40:
+            return int(text)
+    return None
+
+
+def json_body(content: bytes) -> Any:
+    """An HTTP body as JSON, or ``None`` when it is not JSON (a proxy's HTML page)."""
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def as_number(value: Any) -> float | None:

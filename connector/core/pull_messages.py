@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.core.portal_answers import as_int
 from connector.core.pull_config import Channel, parse_channel
 from connector.errors import ConnectorError
 
@@ -48,18 +49,6 @@ def _scalar_text(value: object) -> str | None:
         return None
     if isinstance(value, str | int):
         return str(value) or None
-    return None
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        digits = value.strip()
-        if digits.isascii() and digits.isdigit() and len(digits) < 40:
-            return int(digits)
     return None
 
 
@@ -95,7 +84,7 @@ def parse_message(raw: object) -> PullMessage:
         module_id=module_id,
         command=command,
         params=text.get("params", {}),
-        id=_int(raw.get("id")),
+        id=as_int(raw.get("id")),
         mid=_scalar_text(raw.get("mid")),
         channel=channel,
         tag=_scalar_text(raw.get("tag")),
@@ -131,7 +120,7 @@ def offline_notices(message: PullMessage) -> list[OfflineNotice]:
         if isinstance(entry, Mapping):
             connector = entry.get("connector_id")
             if isinstance(connector, str):
-                notices.append(OfflineNotice(connector, _int(entry.get("count"))))
+                notices.append(OfflineNotice(connector, as_int(entry.get("count"))))
     return notices
 
 

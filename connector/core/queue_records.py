@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.core.mapping_model import EntityMapping, MappingSet
+from connector.core.mapping_model import MappingSet
+from connector.core.portal_answers import as_int
 from connector.errors import RecordError
 
 
@@ -64,19 +65,9 @@ class DrainPlan:
         return ids
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
-
-
 def parse_record(raw: Mapping[str, Any], mappings: MappingSet) -> QueueRecord:
     """One ``events[]`` element → a QueueRecord, or RecordError naming what is wrong."""
-    record_id = _int(raw.get("ID"))
+    record_id = as_int(raw.get("ID"))
     label = f"queue record {raw.get('ID')!r}"
     name = raw.get("EVENT_NAME")
     if record_id is None:
@@ -98,7 +89,7 @@ def parse_record(raw: Mapping[str, Any], mappings: MappingSet) -> QueueRecord:
     mapping, action = found
     data = raw.get("EVENT_DATA")
     fields = data.get("FIELDS") if isinstance(data, Mapping) else None
-    entity_id = _int(fields.get("ID")) if isinstance(fields, Mapping) else None
+    entity_id = as_int(fields.get("ID")) if isinstance(fields, Mapping) else None
     if entity_id is None or entity_id <= 0:
         raise RecordError(
             f"{label} has no entity id in EVENT_DATA.FIELDS.ID",
@@ -115,7 +106,7 @@ def parse_record(raw: Mapping[str, Any], mappings: MappingSet) -> QueueRecord:
             field="MESSAGE_ID",
         )
     extra = raw.get("EVENT_ADDITIONAL")
-    user_id = _int(extra.get("user_id")) if isinstance(extra, Mapping) else None
+    user_id = as_int(extra.get("user_id")) if isinstance(extra, Mapping) else None
     return QueueRecord(
         record_id=record_id,
         message_id=message_id,
@@ -141,7 +132,7 @@ def plan_batch(events: Iterable[Any], mappings: MappingSet) -> DrainPlan:
             )
             plan.bad.append(BadRecord(None, None, err, {"raw": repr(raw)[:500]}))
             continue
-        name, record_id = raw.get("EVENT_NAME"), _int(raw.get("ID"))
+        name, record_id = raw.get("EVENT_NAME"), as_int(raw.get("ID"))
         unmapped = isinstance(name, str) and bool(name) and mappings.by_event(name) is None
         if unmapped and record_id is not None:  # no mapping wants it: cleared, not held
             plan.unmapped.append((record_id, str(name).upper()))
@@ -151,12 +142,6 @@ def plan_batch(events: Iterable[Any], mappings: MappingSet) -> DrainPlan:
         except RecordError as err:
             mid = raw.get("MESSAGE_ID")
             plan.bad.append(
-                BadRecord(_int(raw.get("ID")), mid if isinstance(mid, str) else None, err, raw)
+                BadRecord(as_int(raw.get("ID")), mid if isinstance(mid, str) else None, err, raw)
             )
     return plan
-
-
-def mapping_for(plan_record: QueueRecord, mappings: MappingSet) -> EntityMapping:
-    mapping = mappings.get(plan_record.entity)
-    assert mapping is not None  # parse_record only accepts mapped entities
-    return mapping

@@ -12,7 +12,6 @@ must pass it through here first. Three tools:
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -21,8 +20,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 __all__ = [
     "MASK",
     "SECRET_NAMES",
-    "RedactingFilter",
-    "guard_logger",
     "is_secret_name",
     "redact_params",
     "redact_text",
@@ -118,26 +115,3 @@ def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:
         if secret and len(secret) >= _MIN_SECRET_LENGTH:
             text = text.replace(secret, MASK)
     return text
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that masks secrets in each record's final message.
-
-    Attach it to a logger that may print URLs or bodies (``httpx`` logs every request
-    URL at INFO): ``logging.getLogger("httpx").addFilter(RedactingFilter())``.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = redact_text(message)
-        if redacted != message:
-            record.msg = redacted
-            record.args = None
-        return True
-
-
-def guard_logger(name: str) -> None:
-    """Attach one :class:`RedactingFilter` to logger ``name`` (idempotent)."""
-    logger = logging.getLogger(name)
-    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
-        logger.addFilter(RedactingFilter())

@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 
+from connector.adapters.clocks import ManualClock, VirtualClock
 from connector.adapters.oauth_flow import OAuthFlow
 from connector.adapters.rate_governor import RateGovernor
 from connector.adapters.rest_client import RestClient, RetryPolicy
-from connector.core.client_clock import ManualClock, VirtualClock
 from connector.core.oauth_tokens import parse_token_answer
 from connector.core.operating_budget import OperatingBudget
 from connector.core.rate_bucket import BucketProfile

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from connector.adapters.clocks import ManualClock, VirtualClock
 from connector.core.batch_commands import Command
-from connector.core.client_clock import ManualClock, VirtualClock
 from connector.core.id_window import IdWindow
 from connector.core.operating_budget import OperatingBudget
 from connector.errors import FatalPortalError, RetriableError

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from connector.adapters.clocks import ManualClock
 from connector.adapters.oauth_flow import OAuthFlow
 from connector.adapters.rest_client import RestClient
-from connector.core.client_clock import ManualClock
 from connector.errors import AuthError, AuthRevokedError, FatalPortalError, RetriableError
 from tests.adapters.portal_fakes import OAUTH, REST, FakePortal, MemoryTokens, stored
 

@@ -8,11 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import Engine
 
+from connector.adapters.clocks import ManualClock, ScaledClock, VirtualClock
 from connector.adapters.rate_governor import MemoryLedger, RateGovernor
 from connector.adapters.store.database import make_engine
 from connector.adapters.store.migrate import upgrade
 from connector.adapters.store.rate_ledger import SqlBucketLedger, ledger_for
-from connector.core.client_clock import ManualClock, ScaledClock, VirtualClock
 from connector.core.operating_budget import OperatingBudget
 from connector.core.rate_bucket import BucketProfile
 from connector.errors import FatalPortalError, RejectedError, RetriableError

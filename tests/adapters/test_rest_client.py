@@ -8,11 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
+from connector.adapters.clocks import ManualClock
 from connector.adapters.oauth_flow import OAuthFlow
 from connector.adapters.rate_governor import RateGovernor
 from connector.adapters.rest_client import RestClient, RetryPolicy
 from connector.core.batch_commands import Command, result_ref
-from connector.core.client_clock import ManualClock
 from connector.core.id_window import IdWindow
 from connector.core.rate_bucket import BucketProfile
 from connector.errors import AmbiguousError, FatalPortalError, RejectedError, RetriableError

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from connector.core.client_clock import ManualClock, ScaledClock, SystemClock, VirtualClock
+from connector.adapters.clocks import ManualClock, ScaledClock, SystemClock, VirtualClock
 
 
 async def test_manual_clock_advances_on_sleep_and_tells_listeners() -> None:

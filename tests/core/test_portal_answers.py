@@ -9,9 +9,11 @@ import pytest
 from connector.core.portal_answers import (
     DEFAULT_OPERATING_WAIT_S,
     OperatingTime,
+    as_int,
     classify,
     classify_command_error,
     classify_token_answer,
+    json_body,
     operating_time,
     parse_retry_after,
 )
@@ -218,3 +220,36 @@ def test_invalid_grant_tells_operator_what_to_run() -> None:
 
     assert error is not None
     assert "b24-connector auth set" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (12, 12),
+        ("12", 12),
+        (" 7 ", 7),
+        ("-3", -3),
+        (12.0, 12),
+        (12.5, None),
+        (True, None),
+        (None, None),
+        ("", None),
+        ("12a", None),
+        ("١٢", None),  # Arabic-Indic digits are digits to str.isdigit, not to the portal
+        ("9" * 40, None),
+        ([1], None),
+    ],
+)
+def test_as_int_takes_the_portals_numbers_and_digit_strings_only(
+    raw: object, expected: object
+) -> None:
+    """``"ID": "12"`` and ``"total": 12`` alike; everything else is not an integer."""
+    assert as_int(raw) == expected
+
+
+def test_json_body_is_none_for_a_body_that_is_not_json() -> None:
+    """A proxy's HTML error page or a cut-off body parses to ``None``, never raises."""
+    assert json_body(b'{"result": 1}') == {"result": 1}
+    assert json_body(b"<html>502</html>") is None
+    assert json_body(b'{"result": ') is None
+    assert json_body(b"\xff\xfe") is None

@@ -6,10 +6,9 @@ import logging
 
 import pytest
 
+from connector.adapters.log_redaction import RedactingFilter, guard_logger
 from connector.core.redaction import (
     MASK,
-    RedactingFilter,
-    guard_logger,
     is_secret_name,
     redact_params,
     redact_text,

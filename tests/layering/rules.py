@@ -1,6 +1,7 @@
 """The layering rules of DESIGN.md as data, and a scanner that checks a source tree.
 
-* ``connector/core`` is pure: no I/O libraries, nothing from adapters, service, emulator.
+* ``connector/core`` is pure: no I/O libraries, no clocks, sleeping or logging, nothing
+  from adapters, service, emulator.
 * ``connector/adapters`` does not reach up into ``service`` nor into the ``emulator``.
 * ``connector/emulator`` imports nothing from ``connector`` outside itself.
 """
@@ -28,9 +29,14 @@ IO_LIBRARIES = (
     "trustme",
 )
 
+CORE_IMPURE = ("asyncio", "time", "logging", "threading", "subprocess", "os", "shutil")
+"""Waiting, clocks, logging and the process: the core gets them through ports (``Clock``)
+or leaves them to the edges."""
+
 RULES: dict[str, tuple[str, ...]] = {
     "connector.core": (
         *IO_LIBRARIES,
+        *CORE_IMPURE,
         "connector.adapters",
         "connector.service",
         "connector.emulator",

@@ -124,7 +124,6 @@ sync_link = Table(
     Column("b24_id", BigInteger, nullable=True),
     Column("erp_key", String(255), nullable=True),
     Column("base", JSON, nullable=True, comment="last agreed field values (the merge base)"),
-    Column("base_hash", String(64), nullable=True),
     Column("deleted", Boolean, nullable=False, server_default="0"),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("entity", "b24_id", name="uq_sync_link_entity_b24_id"),
