@@ -32,8 +32,8 @@ from sqlalchemy import Connection, Engine
 from connector.adapters.store.cursors import write_cursor
 from connector.adapters.store.database import write_transaction
 from connector.adapters.store.erp_writer import ErpWriter
-from connector.adapters.store.journal import APPLIED, CLEARED
-from connector.adapters.store.tables import sync_journal, sync_link
+from connector.adapters.store.journal import batches_since
+from connector.adapters.store.tables import sync_link
 from connector.adapters.store.unconfirmed_adds import without_unconfirmed_adds
 from connector.core.id_window import row_id
 from connector.core.mapping_model import EntityMapping, MappingSet
@@ -81,13 +81,6 @@ class EntityStats:
         for name in ("records", *self.COUNTED, "windows"):
             setattr(self, name, getattr(self, name) + getattr(window, name))
         self.last_id = max(self.last_id, window.last_id)
-
-
-def _db_time(conn: Connection, value: datetime) -> datetime:
-    """``value`` as the database compares it: naive UTC where the column keeps no zone."""
-    if conn.dialect.name == "postgresql":
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -252,13 +245,7 @@ class WindowApplier:
         return fresh
 
     def _drained_since(self, conn: Connection, entity: str, cutoff: datetime) -> set[int]:
-        query = sa.select(sync_journal.c.events, sync_journal.c.updated_at).where(
-            sync_journal.c.updated_at >= _db_time(conn, cutoff),
-            sync_journal.c.state.in_((APPLIED, CLEARED)),
-        )
         drained: set[int] = set()
-        for events, updated_at in conn.execute(query):
-            if _as_utc(updated_at) < cutoff or not isinstance(events, list):
-                continue
+        for events in batches_since(conn, cutoff):
             drained.update(plan_batch(events, self.mappings).targets().get(entity, ()))
         return drained

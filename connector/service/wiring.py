@@ -34,6 +34,7 @@ from connector.errors import ConfigError
 from connector.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from connector.service.drain_types import PortalCalls
     from connector.service.drainer import Drainer
     from connector.service.pusher import Pusher
 
@@ -163,6 +164,44 @@ class SyncServices:
     registry: WorkerRegistry
 
 
+def sync_services(
+    client: PortalCalls,
+    engine: Engine,
+    mappings: MappingSet,
+    connector_id: str,
+    registry: WorkerRegistry,
+    *,
+    writer: ErpWriter,
+    queue_limit: int,
+) -> SyncServices:
+    """The drainer and the pusher of one worker identity: its journal entries and its
+    outbox claims carry ``registry.id`` (they end with its lease), one writer for both."""
+    from connector.adapters.store.journal import Journal
+    from connector.adapters.store.outbox import OutboxStore
+    from connector.service.drainer import Drainer
+    from connector.service.pusher import Pusher
+
+    drainer = Drainer(
+        client,
+        engine,
+        mappings,
+        connector_id,
+        writer=writer,
+        journal=Journal(engine, connector_id, registry.id),
+        peers_alive=lambda: bool(registry.peers()),
+        limit=queue_limit,
+    )
+    pusher = Pusher(
+        client,
+        engine,
+        mappings,
+        connector_id,
+        writer=writer,
+        outbox=OutboxStore(engine, worker=registry.id),
+    )
+    return SyncServices(drainer, pusher, registry)
+
+
 @asynccontextmanager
 async def leased_services(
     cfg: Settings, engine: Engine, mappings: MappingSet, client: RestClient
@@ -170,34 +209,19 @@ async def leased_services(
     """For the verbs that reserve queue records or claim outbox rows (``sync --once``,
     ``conflicts resolve``, ``errors retry``): they hold a worker lease while they work,
     so a ``run`` worker on the same database never adopts their live reservations."""
-    from connector.adapters.store.journal import Journal
-    from connector.adapters.store.outbox import OutboxStore
-    from connector.service.drainer import Drainer
     from connector.service.lease import holding_lease
-    from connector.service.pusher import Pusher
 
     registry = WorkerRegistry(engine, cfg.connector_id, lease_s=cfg.worker_lease)
     async with holding_lease(registry):
-        writer = erp_writer(cfg, mappings)
-        drainer = Drainer(
+        yield sync_services(
             client,
             engine,
             mappings,
             cfg.connector_id,
-            writer=writer,
-            journal=Journal(engine, cfg.connector_id, registry.id),
-            peers_alive=lambda: bool(registry.peers()),
-            limit=cfg.queue_limit,
+            registry,
+            writer=erp_writer(cfg, mappings),
+            queue_limit=cfg.queue_limit,
         )
-        pusher = Pusher(
-            client,
-            engine,
-            mappings,
-            cfg.connector_id,
-            writer=writer,
-            outbox=OutboxStore(engine, worker=registry.id),
-        )
-        yield SyncServices(drainer, pusher, registry)
 
 
 def ready_engine(cfg: Settings) -> Engine:

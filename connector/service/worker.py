@@ -44,8 +44,6 @@ from connector.adapters.safety_poll import SafetyPoll
 from connector.adapters.store.db_errors import store_error
 from connector.adapters.store.db_locks import ListenerLock
 from connector.adapters.store.erp_writer import ErpWriter
-from connector.adapters.store.journal import Journal
-from connector.adapters.store.outbox import OutboxStore
 from connector.adapters.store.peer_wake import PeerWake
 from connector.adapters.store.workers import WorkerRegistry
 from connector.core.mapping_model import MappingSet
@@ -58,11 +56,10 @@ from connector.errors import (
 )
 from connector.service.bindings import ensure_bindings
 from connector.service.drain_types import QUEUE_LIMIT
-from connector.service.drainer import Drainer
 from connector.service.health import HealthServer, Metrics
 from connector.service.holds import Holds
-from connector.service.pusher import Pusher
 from connector.service.reconcile import note_bindings
+from connector.service.wiring import SyncServices, sync_services
 from connector.service.worker_counts import count_drain
 from connector.service.worker_loops import WorkerStats, WorkLoops
 from connector.service.worker_peers import PeerTasks
@@ -90,7 +87,11 @@ class Worker(PeerTasks, UpkeepTasks, WorkLoops):
         registry: WorkerRegistry | None = None,
         queue_limit: int = QUEUE_LIMIT,
         keep: Keep | None = None,
+        services: SyncServices | None = None,
     ) -> None:
+        """``services`` (the composition root's, ``wiring.sync_services``) brings the
+        drainer, the pusher and the registry; without it they are built the same way
+        from ``writer``, ``registry`` and ``queue_limit``."""
         self.client = client
         self.http = http
         self.engine = engine
@@ -101,27 +102,22 @@ class Worker(PeerTasks, UpkeepTasks, WorkLoops):
         self.listener_options = dict(listener_options or {})
         self.push_interval = push_interval
         self.keep = keep or Keep()
-        self.registry = registry or WorkerRegistry(engine, connector_id)
+        self.registry = (
+            services.registry if services else registry or WorkerRegistry(engine, connector_id)
+        )
         self.listener_lock = ListenerLock(engine, connector_id)
         self.peer_wake = PeerWake(engine, connector_id)
-        self.drainer = Drainer(
+        parts = services or sync_services(
             client,
             engine,
             mappings,
             connector_id,
-            writer=writer,
-            journal=Journal(engine, connector_id, self.registry.id),
-            peers_alive=lambda: bool(self.registry.peers()),
-            limit=queue_limit,
+            self.registry,
+            writer=writer or ErpWriter(mappings),
+            queue_limit=queue_limit,
         )
-        self.pusher = Pusher(
-            client,
-            engine,
-            mappings,
-            connector_id,
-            writer=self.drainer.writer,
-            outbox=OutboxStore(engine, worker=self.registry.id),  # claims end with the lease
-        )
+        self.registry = parts.registry
+        self.drainer, self.pusher = parts.drainer, parts.pusher
         self.holds = Holds(self.drainer)
         self.turns = asyncio.Lock()
         self.fatal = None

@@ -182,3 +182,21 @@ class Journal:
                     )
                 ).scalars()
             )
+
+
+def batches_since(conn: Connection, cutoff: datetime) -> list[list[Any]]:
+    """The queue records of every batch applied or cleared at or after ``cutoff`` (of
+    every connector: a backfill window asks which records a drain touched meanwhile)."""
+    since = (
+        cutoff if conn.dialect.name == "postgresql" else cutoff.astimezone(UTC).replace(tzinfo=None)
+    )
+    query = sa.select(sync_journal.c.events, sync_journal.c.updated_at).where(
+        sync_journal.c.updated_at >= since,
+        sync_journal.c.state.in_((APPLIED, CLEARED)),
+    )
+    found: list[list[Any]] = []
+    for events, updated_at in conn.execute(query):
+        moment = updated_at if updated_at.tzinfo else updated_at.replace(tzinfo=UTC)
+        if moment >= cutoff and isinstance(events, list):
+            found.append(events)
+    return found

@@ -29,6 +29,16 @@ async def run_worker(
     try:
         metrics = Metrics(engine)
         async with wiring.portal_session(cfg, engine, observer=metrics.observe_request) as session:
+            registry = WorkerRegistry(engine, cfg.connector_id, lease_s=cfg.worker_lease)
+            services = wiring.sync_services(
+                session.client,
+                engine,
+                mappings,
+                cfg.connector_id,
+                registry,
+                writer=wiring.erp_writer(cfg, mappings),
+                queue_limit=cfg.queue_limit,
+            )
             worker = Worker(
                 session.client,
                 session.http,
@@ -38,11 +48,9 @@ async def run_worker(
                 poll_interval=poll_interval,
                 push_interval=push_interval,
                 listen=listen,
-                writer=wiring.erp_writer(cfg, mappings),
                 metrics=metrics,
                 health=health,
-                registry=WorkerRegistry(engine, cfg.connector_id, lease_s=cfg.worker_lease),
-                queue_limit=cfg.queue_limit,
+                services=services,
                 keep=Keep(
                     journal=timedelta(hours=cfg.journal_keep_hours),
                     outbox=timedelta(days=cfg.outbox_keep_days),
