@@ -22,6 +22,7 @@ from connector.adapters.store.conflict_rows import (
     SideTimes,
     conflict_update,
     erp_change_times,
+    in_flight_sent,
     new_conflict,
     portal_time,
 )
@@ -33,6 +34,8 @@ from connector.core.field_values import erp_canonical
 from connector.core.mapping_model import DeletePolicy, EntityMapping
 from connector.core.merge import FieldRule, merge_record
 from connector.core.multi_merge import ErpValue, child_ops, wanted_from
+
+_UNSET = object()
 
 
 def apply_one(
@@ -80,6 +83,10 @@ def apply_one(
             erp_cmp[mf.portal] = tuple(sorted(r.pair for r in rows))
             multi[mf.portal] = (portal_multi.get(mf.portal) or {}, rows)
     base = writer._base(m, link["base"] if link else None)
+    if row is not None and base is not None:  # what an interrupted push sent is ours
+        sent = in_flight_sent(conn, m.entity, [str(row[m.key])]).get(str(row[m.key]))
+        ours = writer._base(m, sent) or {}
+        base = base | {c: v for c, v in ours.items() if portal_cmp.get(c, _UNSET) == v}
     times = SideTimes(portal_time(record), None)
     if row is not None:
         times.erp = erp_change_times(conn, m.entity, [str(row[m.key])]).get(str(row[m.key]))

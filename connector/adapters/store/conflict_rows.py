@@ -8,6 +8,7 @@ side's modification time), and where those times come from.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +68,35 @@ def erp_change_times(conn: Connection, entity: str, keys: Sequence[str]) -> dict
     for key, value in rows:
         if isinstance(value, datetime):
             out[str(key)] = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return out
+
+
+def in_flight_sent(conn: Connection, entity: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """What an interrupted push already sent for each record (``sync_outbox.sent`` of
+    its rows not done, in the stored-base form; later rows win a field).
+
+    A push whose portal write landed but whose local commit was lost (a kill between the
+    two) leaves the portal holding our value while the link's base still has the old one:
+    a portal value equal to what we sent is our own write, for the drain as for the push.
+    """
+    if not keys:
+        return {}
+    rows = conn.execute(
+        sa.select(sync_outbox.c.erp_key, sync_outbox.c.sent)
+        .where(
+            sync_outbox.c.entity == entity,
+            sync_outbox.c.status != "done",
+            sync_outbox.c.sent.is_not(None),
+            among(conn, sync_outbox.c.erp_key, list(keys)),
+        )
+        .order_by(sync_outbox.c.id)
+    ).all()
+    out: dict[str, dict[str, Any]] = {}
+    for key, sent in rows:
+        if isinstance(sent, str):  # a driver that hands JSON back as text
+            sent = json.loads(sent)
+        if isinstance(sent, dict):
+            out.setdefault(str(key), {}).update(sent)
     return out
 
 

@@ -61,6 +61,7 @@ class Writer(Protocol):
 
 
 CHUNK = 500
+_UNSET = object()
 Item = tuple[int, Mapping[str, Any] | None, str | None]
 
 
@@ -180,6 +181,10 @@ def _apply_chunk(
             outcomes[i] = ApplyOutcome(m.entity, b24_id, "error", error=err)
             continue
         portal_cmp = {k: (multi_key(v) if isinstance(v, dict) else v) for k, v in side.items()}
+        sent = known.sent.get(str(row[m.key])) if row is not None and base is not None else None
+        if sent and base is not None:  # what an interrupted push sent is our own write
+            ours = stored_base(m, sent) or {}
+            base = base | {c: v for c, v in ours.items() if portal_cmp.get(c, _UNSET) == v}
         erp_cmp: dict[str, Any] | None = None
         multi: dict[str, Any] = {}
         if row is not None:

@@ -3,7 +3,8 @@
 
 :func:`preload` returns the links, the ERP rows (by portal ID), their child rows (by
 table, then owner key, in ID order), the open conflicts and the ERP's own change times
-(from its unpushed outbox rows), for the three-way merge in ``erp_bulk``.
+(from its unpushed outbox rows) and what an interrupted push already sent, for the
+three-way merge in ``erp_bulk``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Table
 
 from connector.adapters.store.bulk_insert import among
-from connector.adapters.store.conflict_rows import erp_change_times
+from connector.adapters.store.conflict_rows import erp_change_times, in_flight_sent
 from connector.adapters.store.erp_tables import MULTI_OWNER, MULTI_TYPE, MULTI_VALUE, MULTI_VALUE_ID
 from connector.adapters.store.tables import sync_conflict, sync_link
 from connector.core.mapping_model import EntityMapping
@@ -32,6 +33,7 @@ class Preloaded:
     children: dict[str, dict[Any, list[Any]]]
     open_conflicts: dict[int, Any]
     erp_times: dict[str, datetime]
+    sent: dict[str, dict[str, Any]]  # an interrupted push's values, by ERP key
 
 
 def preload(
@@ -86,4 +88,5 @@ def preload(
         open_conflicts.setdefault(int(cr[3]), cr)
 
     erp_times = erp_change_times(conn, m.entity, [str(k) for k in keys])
-    return Preloaded(links, rows, children, open_conflicts, erp_times)
+    sent = in_flight_sent(conn, m.entity, [str(k) for k in keys])
+    return Preloaded(links, rows, children, open_conflicts, erp_times, sent)
