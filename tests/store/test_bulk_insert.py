@@ -149,3 +149,38 @@ def test_reserve_keys_is_postgresql_only_and_among_matches_in(engine: sa.Engine)
             assert sorted(picked) == ["b", "d"]
     finally:
         metadata.drop_all(engine)
+
+
+def test_a_database_error_is_sqlalchemys_as_for_insert(engine: sa.Engine) -> None:
+    """A duplicate key in a bulk insert raises ``sqlalchemy.exc.IntegrityError`` on every
+    backend (COPY's own psycopg error would slip past the callers' handlers: a backfill
+    retrying a window a drain linked first, the worker waiting out the database)."""
+    metadata = sa.MetaData()
+    table, _ = twins(metadata)
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            BulkInsert().rows(conn, table, [{"id": 1, "title": "a"}])
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            BulkInsert().rows(conn, table, [{"id": 1, "title": "again"}])
+    finally:
+        metadata.drop_all(engine)
+
+
+def test_a_json_none_is_stored_as_sqlalchemys_insert_stores_it(engine: sa.Engine) -> None:
+    """``None`` in a JSON column is JSON ``null`` through both paths (not SQL NULL in one)."""
+    metadata = sa.MetaData()
+    bulk_t, plain_t = twins(metadata)
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            BulkInsert().rows(conn, bulk_t, [{"title": "n", "base": None}])
+            conn.execute(plain_t.insert(), [{"title": "n", "base": None}])
+        with engine.connect() as conn:
+            nulls = [
+                conn.execute(sa.select(sa.func.count()).where(t.c.base.is_(None))).scalar()
+                for t in (bulk_t, plain_t)
+            ]
+        assert nulls[0] == nulls[1]
+    finally:
+        metadata.drop_all(engine)

@@ -101,11 +101,17 @@ class BulkInsert:
         pick = itemgetter(*columns)
         plain = [pick(row) for row in rows] if len(columns) > 1 else [(pick(r),) for r in rows]
         converted = [(i, p) for i, p in enumerate(processors) if p is not None]
+        # JSON keeps None as JSON null unless the column says otherwise, as INSERT does
+        json_null = {
+            i
+            for i, c in enumerate(columns)
+            if isinstance(kind := table.c[c].type, sa.JSON) and not kind.none_as_null
+        }
         if converted:  # only the columns whose type has a processor pay for one
             for n, values in enumerate(plain):
                 fixed = list(values)
                 for i, p in converted:
-                    if fixed[i] is not None:
+                    if fixed[i] is not None or i in json_null:
                         fixed[i] = p(fixed[i])
                 plain[n] = tuple(fixed)
         quote = dialect.identifier_preparer.quote
@@ -116,11 +122,22 @@ class BulkInsert:
                 f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})", plain
             )
             return
+        sql = f"COPY {quote(table.name)} ({names}) FROM STDIN"
         dbapi = conn.connection.driver_connection
         assert dbapi is not None
-        with (
-            dbapi.cursor() as cursor,
-            cursor.copy(f"COPY {quote(table.name)} ({names}) FROM STDIN") as copy,
-        ):
-            for values in plain:
-                copy.write_row(values)
+        try:
+            with dbapi.cursor() as cursor, cursor.copy(sql) as copy:
+                for values in plain:
+                    copy.write_row(values)
+        except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy raises it for INSERT
+            gone = dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
+            if gone:
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                sql,
+                None,
+                exc,
+                dialect.loaded_dbapi.Error,
+                connection_invalidated=gone,
+                dialect=dialect,
+            ) from exc
