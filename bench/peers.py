@@ -165,31 +165,39 @@ class MemoryTokens:
         return self.tokens
 
 
+def our_client(
+    http: httpx.AsyncClient, base_url: str, app: dict[str, Any], governor: Any = None
+) -> RestClient:
+    """Our REST client on ``app``'s tokens (kept in memory), optionally with a governor."""
+    host = base_url.removeprefix("https://")
+    tokens = MemoryTokens(parse_token_answer(host, app, datetime.now(UTC)))
+    flow = OAuthFlow(
+        tokens,
+        http=http,
+        oauth_url=base_url,
+        client_id=app["client_id"],
+        client_secret=app["client_secret"],
+    )
+    return RestClient(
+        http,
+        base_url + "/rest/",
+        connector_id="bench",
+        auth=flow,
+        governor=governor,
+        rng=random.Random(0),
+    )
+
+
 def read_ours(
     base_url: str, app: dict[str, Any], ca: Path, *, batched: bool
 ) -> list[Mapping[str, Any]]:
     """Our stack: the OAuth flow and ``RestClient.iter_pages`` (no rate governor)."""
 
     async def run() -> list[Mapping[str, Any]]:
-        host = base_url.removeprefix("https://")
-        tokens = MemoryTokens(parse_token_answer(host, app, datetime.now(UTC)))
         verify = ssl.create_default_context(cafile=str(ca))
         rows: list[Mapping[str, Any]] = []
         async with httpx.AsyncClient(verify=verify, timeout=60) as http:
-            flow = OAuthFlow(
-                tokens,
-                http=http,
-                oauth_url=base_url,
-                client_id=app["client_id"],
-                client_secret=app["client_secret"],
-            )
-            client = RestClient(
-                http,
-                base_url + "/rest/",
-                connector_id="bench",
-                auth=flow,
-                rng=random.Random(0),
-            )
+            client = our_client(http, base_url, app)
             window = IdWindow("crm.company.list", {"select": SELECT})
             async for page in client.iter_pages(window, batched=batched):
                 rows.extend(page)

@@ -27,14 +27,12 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import ssl
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +43,10 @@ if str(REPO) not in sys.path:
 import httpx  # noqa: E402
 
 from bench.emulator_process import EmulatorProcess, control_post, emulator_process  # noqa: E402
-from bench.peers import MemoryTokens, read_b24pysdk, read_fast_bitrix24  # noqa: E402
-from connector.adapters.oauth_flow import OAuthFlow  # noqa: E402
+from bench.peers import our_client, read_b24pysdk, read_fast_bitrix24  # noqa: E402
 from connector.adapters.rate_governor import RateGovernor  # noqa: E402
-from connector.adapters.rest_client import RestClient  # noqa: E402
 from connector.core.id_ranges import split_ranges  # noqa: E402
 from connector.core.id_window import IdWindow, row_id  # noqa: E402
-from connector.core.oauth_tokens import parse_token_answer  # noqa: E402
 from connector.core.rate_bucket import BucketProfile  # noqa: E402
 from connector.service.backfill import RANGES  # noqa: E402
 
@@ -91,25 +86,10 @@ def read_ours(base_url: str, app: dict[str, Any], ca: Path) -> list[Mapping[str,
     """As ``backfill`` reads: the highest-ID probe, then concurrent ID-range chains."""
 
     async def run() -> list[Mapping[str, Any]]:
-        host = base_url.removeprefix("https://")
-        tokens = MemoryTokens(parse_token_answer(host, app, datetime.now(UTC)))
         verify = ssl.create_default_context(cafile=str(ca))
         async with httpx.AsyncClient(verify=verify, timeout=60) as http:
-            flow = OAuthFlow(
-                tokens,
-                http=http,
-                oauth_url=base_url,
-                client_id=app["client_id"],
-                client_secret=app["client_secret"],
-            )
-            client = RestClient(
-                http,
-                base_url + "/rest/",
-                connector_id="bench",
-                auth=flow,
-                governor=RateGovernor(BucketProfile(rate=RATE, burst=BURST)),
-                rng=random.Random(0),
-            )
+            governor = RateGovernor(BucketProfile(rate=RATE, burst=BURST))
+            client = our_client(http, base_url, app, governor)
             top_page = await client.call(
                 "crm.company.list", {"order": {"ID": "DESC"}, "select": ["ID"], "start": -1}
             )

@@ -27,8 +27,7 @@ import pytest
 from connector.adapters.store.database import make_engine
 from connector.emulator.app import Emulator
 from connector.emulator.server import ServerThread
-from tests.reliability.test_kill9 import BURST, RATE, converged, limited_connector, load
-from tests.service.test_sync_command import cli
+from tests.reliability.test_kill9 import BURST, RATE, limited_connector, load, quiesce_and_check
 from tests.service.test_worker import served
 
 __all__ = ["served"]
@@ -83,14 +82,7 @@ def test_run_rides_out_portal_faults_and_converges(
         code = proc.wait(timeout=30)
         log.close()
     assert code == 0, (tmp_path / "run.log").read_text()[-3000:]
-    for _ in range(2):
-        done = cli("sync", "--once", cwd=tmp_path, env=env)
-        assert done.returncode == 0, done.stderr
-    try:
-        assert converged(emulator, erp, env["B24_CONNECTOR_ID"]) == []
-        assert emulator.queue_state() == []
-    finally:
-        erp.dispose()
+    quiesce_and_check(emulator, erp, env, tmp_path)
     rate_refusals = [
         e
         for e in emulator.requests()

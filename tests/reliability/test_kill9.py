@@ -93,6 +93,21 @@ def converged(emulator: Emulator, erp: sa.Engine, connector_id: str) -> list[str
     return wrong
 
 
+def quiesce_and_check(
+    emulator: Emulator, erp: sa.Engine, env: dict[str, str], tmp_path: Path
+) -> None:
+    """After the faults: two ``sync --once`` rounds, then both sides agree and the queue
+    is empty (the engine is disposed either way)."""
+    for _ in range(2):
+        done = cli("sync", "--once", cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+    try:
+        assert converged(emulator, erp, env["B24_CONNECTOR_ID"]) == []
+        assert emulator.queue_state() == []
+    finally:
+        erp.dispose()
+
+
 def limited_connector(
     emulator: Emulator, server: ServerThread, db_url: str, tmp_path: Path
 ) -> dict[str, str]:
