@@ -17,7 +17,8 @@ later reaches the ERP through the queue.
 **Deletes no event reported.** Each window also covers the span of IDs its read saw
 completely, and a linked ERP row inside that span that the read did not return is a
 record deleted in the portal; after the last window, links older than the highest-ID
-probe and above what the reads covered are too. They go through the same apply path as
+probe and above what the reads covered are too, once a read of just their IDs confirms
+them gone (:mod:`connector.service.backfill_tail`). They go through the same apply path as
 a delete event, under the mapping's ``delete_policy``
 (:mod:`connector.service.backfill_window`, which also holds the live-events-win rule).
 
@@ -44,6 +45,7 @@ from connector.core.id_window import IdWindow, page_rows, row_id
 from connector.core.mapping_model import EntityMapping, MappingSet
 from connector.errors import PortalError
 from connector.service.backfill_ranges import read_ranges
+from connector.service.backfill_tail import apply_tail
 from connector.service.backfill_window import EntityStats, WindowApplier
 
 __all__ = [
@@ -81,9 +83,6 @@ RANGES = 4
 the bucket busy when each batch takes a second)."""
 MIN_RANGE_IDS = 2500
 """No range narrower than one chained request's worth of dense IDs (50 pages x 50)."""
-
-NO_ID_ABOVE = 2**62
-"""An upper bound past every portal ID (the tail of what the reads covered)."""
 
 UNPROBED = object()
 """No start-up probe was made for the entity: :meth:`Backfiller.entity` probes itself."""
@@ -212,12 +211,9 @@ class Backfiller:
         if top is None or top > state.last_id:
             covered = await self._page(mapping, state.last_id, top, stats, progress)
         if top is not None:
-            # Past what the reads covered: a link older than the probe whose ID the
-            # reads did not return (or above the highest ID then) is a deleted record.
-            tail = await asyncio.to_thread(
-                self.window.apply, mapping, [], probed_at, covers=(covered, NO_ID_ABOVE)
-            )
-            stats.merge(tail)
+            # Past what the reads covered: a link older than the probe whose record a
+            # read confirms gone is a deleted record (connector.service.backfill_tail).
+            stats.merge(await apply_tail(self.portal, self.window, mapping, covered, probed_at))
         await asyncio.to_thread(finish_id_cursor, self.engine, name, stats.last_id, now=self.now())
         stats.finished = True
         log.info(

@@ -9,7 +9,8 @@ with it), bindings missing for a while. Backfill catches that by reading every f
    read saw completely (:mod:`connector.service.backfill_window`): a live link in that
    span whose ID the read did not return is a record deleted in the portal and goes
    through the delete path under the mapping's ``delete_policy``; links older than the
-   highest-ID probe and above what the reads covered, too.
+   highest-ID probe and above what the reads covered, too, once a read of just their
+   IDs confirms them gone (:mod:`connector.service.backfill_tail`).
 2. **Missing records.** IDs the portal has and no live link names are read in full
    (``filter[@ID]``, 50 per page, 50 pages per request) and applied like backfill rows.
 3. **Changed records** (``since``): records whose ``DATE_MODIFY`` is at or after
@@ -43,7 +44,8 @@ from connector.adapters.store.unconfirmed_adds import ORIGIN_CODES
 from connector.core.batch_commands import MAX_COMMANDS, Command, CommandOutcome
 from connector.core.id_window import PAGE_SIZE, IdWindow, page_rows, row_id
 from connector.core.mapping_model import EntityMapping, MappingSet
-from connector.service.backfill import NO_ID_ABOVE, PagingPortal, probe_top
+from connector.service.backfill import PagingPortal, probe_top
+from connector.service.backfill_tail import apply_tail
 from connector.service.backfill_window import EntityStats, WindowApplier
 
 __all__ = [
@@ -188,10 +190,9 @@ class Reconciler:
             if closer is not None:
                 await closer()
         if top is not None:
-            done = await asyncio.to_thread(
-                self.window.apply, mapping, [], probed_at, covers=(covered, NO_ID_ABOVE)
+            stats.applied.merge(
+                await apply_tail(self.portal, self.window, mapping, covered, probed_at)
             )
-            stats.applied.merge(done)
         return missing
 
     def _unlinked(self, entity: str, ids: Sequence[int]) -> list[int]:

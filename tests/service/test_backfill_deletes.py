@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+
+from connector.adapters.store.tables import sync_journal, sync_link
 
 from connector.service.backfill import Backfiller
 from tests.service.drain_harness import Bench, Crash, make_bench
@@ -63,7 +67,8 @@ async def test_a_restarted_backfill_marks_rows_whose_portal_record_is_gone(
 ) -> None:
     """Deleted inside a window, on a window's edge, and above the new highest ID: every
     one is marked (row kept, b24_deleted_at set, link dead); no other row is touched,
-    and the request count is what the reads alone cost."""
+    and the request count is what the reads cost plus one ID-only read confirming the
+    three above the new highest ID gone."""
     gone = await load_then_delete_unseen(bench, 300, [0, 7, 49, 50, 151, 297, 298, 299])
     since = last_seq(bench)
     stats = await Backfiller(
@@ -81,7 +86,11 @@ async def test_a_restarted_backfill_marks_rows_whose_portal_record_is_gone(
     assert stats.records == 300 - len(gone)
     reads = bench.emulator.requests(since=since)
     if ranges == 1 and pages == 1:
-        assert len(reads) == 1 + -(-(300 - len(gone)) // 50)  # the probe, then the pages
+        # the probe, the pages, then the tail's candidates read back by ID
+        assert len(reads) == 1 + -(-(300 - len(gone)) // 50) + 1
+        confirm = reads[-1].params
+        assert list(confirm["select"].values()) == ["ID"]  # as PHP arrays arrive
+        assert sorted(int(i) for i in confirm["filter"]["@ID"].values()) == gone[-3:]
 
 
 async def test_a_second_backfill_marks_nothing_more(bench: Bench) -> None:
@@ -134,4 +143,46 @@ async def test_a_record_born_and_drained_meanwhile_is_not_taken_for_deleted(
     ).entity(company(bench), restart=True)
     assert marked(bench) == set(gone)
     assert born[0] not in dead_links(bench)
+    assert stats.deleted == 1
+
+
+def stamped_behind(bench: Bench, b24_id: int, by: timedelta) -> None:
+    """As if ``b24_id`` was drained by a worker whose clock runs ``by`` behind: its link
+    and the journal's batches carry that worker's time."""
+    with bench.engine.begin() as conn:
+        link = (sync_link.c.entity == "crm.company") & (sync_link.c.b24_id == b24_id)
+        [stamp] = conn.execute(sa.select(sync_link.c.updated_at).where(link)).scalars()
+        conn.execute(sa.update(sync_link).where(link).values(updated_at=stamp - by))
+        for key, stamp in conn.execute(
+            sa.select(sync_journal.c.process_id, sync_journal.c.updated_at)
+        ):
+            conn.execute(
+                sa.update(sync_journal)
+                .where(sync_journal.c.process_id == key)
+                .values(updated_at=stamp - by)
+            )
+
+
+async def test_a_newborn_linked_by_a_host_whose_clock_runs_behind_is_read_back_not_marked(
+    bench: Bench,
+) -> None:
+    """A company born and drained after the probe, its link stamped an hour early (a
+    peer's clock behind): the link alone looks older than the probe, but the tail reads
+    its candidates back, finds it live and leaves it; the one really deleted above the
+    reads is still marked."""
+    gone = await load_then_delete_unseen(bench, 100, [99])
+    born: list[int] = []
+
+    async def hook(window: int, rows: list[Mapping[str, Any]]) -> None:
+        if window == 1:
+            born.append(bench.emulator.ui_add("crm.company", {"TITLE": "Born on a slow host"}))
+            assert (await bench.drainer().drain_until_empty()).inserted == 1
+            stamped_behind(bench, born[0], timedelta(hours=1))
+
+    portal = InterleavingPortal(bench.client, hook)
+    stats = await Backfiller(
+        portal, bench.engine, bench.mappings, pages_per_request=1, prefetch=False
+    ).entity(company(bench), restart=True)
+    assert born[0] not in dead_links(bench)
+    assert marked(bench) == set(gone)
     assert stats.deleted == 1

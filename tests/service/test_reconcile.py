@@ -20,7 +20,8 @@ from connector.emulator.server import ServerThread
 from connector.service.backfill import Backfiller
 from connector.service.reconcile import Reconciler, note_bindings, pending, run_pending
 from tests.service.drain_harness import Bench, make_bench
-from tests.service.test_backfill import company, discard_queue, last_seq
+from tests.service.test_backfill import InterleavingPortal, company, discard_queue, last_seq
+from tests.service.test_backfill_deletes import stamped_behind
 from tests.service.test_sync_command import cli, erp_rows, setup_connector
 from tests.service.test_worker import served  # noqa: F401  (fixture)
 
@@ -220,3 +221,33 @@ def test_two_workers_noting_bindings_at_once_never_collide(db_url: str) -> None:
     engine.dispose()
     assert failures == []
     assert len(rows) == 15 and set(rows) <= {"a", "b"}
+
+
+class InterleavingBatches(InterleavingPortal):
+    async def batch(self, commands: Any, *, halt: bool = False) -> Any:
+        return await self.inner.batch(commands, halt=halt)
+
+
+async def test_a_newborn_linked_by_a_slow_clock_is_read_back_not_taken_for_gone(
+    bench: Bench,
+) -> None:
+    """A company born and drained during the ID pass, stamped an hour early by a peer
+    whose clock runs behind: the tail reads it back by ID and leaves it, and marks the
+    company really deleted at the top."""
+    ids = await loaded(bench, 120)
+    await unseen(bench, lambda: bench.emulator.ui_delete("crm.company", ids[-1]))
+    born: list[int] = []
+
+    async def hook(window: int, rows: list[Any]) -> None:
+        if window == 2:  # the last page of IDs: no read after it sees the newborn
+            born.append(bench.emulator.ui_add("crm.company", {"TITLE": "Born on a slow host"}))
+            assert (await bench.drainer().drain_until_empty()).inserted == 1
+            stamped_behind(bench, born[0], timedelta(hours=1))
+
+    portal = InterleavingBatches(bench.client, hook)
+    stats = await Reconciler(portal, bench.engine, bench.mappings, pages_per_request=1).entity(
+        company(bench)
+    )
+    assert marked(bench) == {ids[-1]}
+    assert born[0] not in marked(bench)
+    assert stats.applied.deleted == 1
