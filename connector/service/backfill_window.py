@@ -16,6 +16,15 @@ skipped when a live event wrote it at or after that read time: its
 link's time alone). Skipping is always safe: the offline events are bound before any
 read, so every change after the drainer's own fetch is still in the queue. MariaDB keeps
 ``DATETIME`` to the second, so there the read time is floored to the second first.
+
+**Record locks.** On PostgreSQL and MariaDB a window first takes the drainer's record
+locks (:class:`~connector.adapters.store.db_locks.RecordLocks`) on every record it read,
+and holds them until its commit. A drain batch naming one of them either committed
+before (its journal entry is seen, the record skipped) or waits and fetches the portal's
+state after the window's commit, so it applies over the older read. Without them a drain
+that wrote no link (an edit and its undo while the window was in flight) could commit its
+journal entry after the window looked, and the window would write the edit back. SQLite
+takes its write lock up front, which orders the two the same way.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from sqlalchemy import Connection, Engine
 
 from connector.adapters.store.cursors import write_cursor
 from connector.adapters.store.database import write_transaction
+from connector.adapters.store.db_locks import RecordLocks
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.journal import batches_since
 from connector.adapters.store.tables import sync_link
@@ -106,6 +116,9 @@ class WindowApplier:
         self.now = now
         self.checkpoint = checkpoint
         self._second_precision = engine.dialect.name in ("mysql", "mariadb")
+        # a drainer's locks are keyed by its connector: without an id (tests, benchmarks
+        # of the apply alone) no drainer shares them and the window takes none
+        self.record_locks = RecordLocks(engine, connector_id) if connector_id else None
 
     def apply(
         self,
@@ -117,18 +130,28 @@ class WindowApplier:
         present: Collection[int] = (),
         cursor: str | None = None,
         cursor_to: int | None = None,
+        gone_among: Collection[int] | None = None,
     ) -> EntityStats:
         """Apply one window (and move ``cursor`` to ``cursor_to``, else to the window's
         last ID) in one transaction; ``covers`` also deletes what the span lacks, where
-        ``present`` names IDs the read found besides ``rows`` (an ID-only read).
+        ``present`` names IDs the read found besides ``rows`` (an ID-only read) and
+        ``gone_among``, when given, the only IDs that may be taken for deleted (the ones
+        a read confirmed absent: :mod:`connector.service.backfill_tail`).
 
         A record whose value does not convert comes back as an error outcome, is kept in
         ``sync_record_error`` and the rest of the window commits.
         """
         for attempt in range(1, APPLY_ATTEMPTS + 1):
             try:
-                return self._apply_once(
-                    mapping, rows, read_at, covers, set(present), cursor, cursor_to
+                return self._locked_apply(
+                    mapping,
+                    rows,
+                    read_at,
+                    covers,
+                    set(present),
+                    cursor,
+                    cursor_to,
+                    None if gone_among is None else set(gone_among),
                 )
             except sa.exc.IntegrityError:
                 # a concurrent drainer inserted a link first; its row is fresher and the
@@ -137,6 +160,33 @@ class WindowApplier:
                     raise
                 log.info("%s: window raced a concurrent writer, applying again", mapping.entity)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def gone_candidates(self, entity: str, covers: Covers) -> list[int]:
+        """Linked, live IDs inside ``covers`` (read outside any window's transaction)."""
+        with self.engine.connect() as conn:
+            return self._gone(conn, entity, covers, set())
+
+    def _locked_apply(
+        self,
+        mapping: EntityMapping,
+        rows: Sequence[Mapping[str, Any]],
+        read_at: datetime,
+        covers: Covers | None,
+        present: set[int],
+        cursor: str | None,
+        cursor_to: int | None,
+        gone_among: set[int] | None,
+    ) -> EntityStats:
+        held = None
+        if self.record_locks is not None:
+            held = self.record_locks.acquire((mapping.entity, row_id(r)) for r in rows)
+        try:
+            return self._apply_once(
+                mapping, rows, read_at, covers, present, cursor, cursor_to, gone_among
+            )
+        finally:
+            if self.record_locks is not None:
+                self.record_locks.release(held)
 
     def _apply_once(
         self,
@@ -147,18 +197,19 @@ class WindowApplier:
         present: set[int],
         cursor: str | None,
         cursor_to: int | None,
+        gone_among: set[int] | None,
     ) -> EntityStats:
         stats = EntityStats(mapping.entity, windows=1 if rows else 0)
         ids = [row_id(r) for r in rows]
         cutoff = self._cutoff(read_at)
         now = self.now()
-        # On SQLite the write lock is taken up front, so a concurrent drain cannot commit
-        # between the link check and the writes. On PostgreSQL/MariaDB the links read are
-        # locked (FOR UPDATE), but a drain that wrote no link (an edit and its undo) can
-        # still commit its journal entry after _drained_since ran: a known gap.
+        # A concurrent drain cannot commit between the link check and the writes: SQLite's
+        # write lock is taken up front; elsewhere the record locks are held (see above).
         with write_transaction(self.engine) as conn:
             seen = present.union(ids)
             gone = self._gone(conn, mapping.entity, covers, seen) if covers else []
+            if gone_among is not None:
+                gone = [b24_id for b24_id in gone if b24_id in gone_among]
             fresh = self._fresh_links(conn, mapping.entity, [*ids, *gone], cutoff)
             stats.records = len(ids)
             stats.skipped = sum(1 for b24_id in ids if b24_id in fresh)

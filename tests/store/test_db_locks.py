@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from connector.adapters.store.database import make_engine
 from connector.adapters.store.db_locks import ListenerLock, RecordLocks
+from connector.errors import StoreError
 
 
 @pytest.fixture
@@ -82,3 +83,26 @@ def test_sqlite_is_single_worker_so_its_locks_are_always_granted(engine: sa.Engi
     assert ListenerLock(engine, "erp_test").try_acquire() is True
     assert ListenerLock(engine, "erp_test").try_acquire() is True
     assert RecordLocks(engine, "erp_test").acquire([("crm.company", 1)]) is None
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_window_of_thousands_of_records_is_locked_whole_and_a_refusal_names_the_records(
+    engine: sa.Engine,
+) -> None:
+    """1,200 records (more than one MariaDB statement's worth) are all held: a peer
+    wanting any of them, the first, the last or one in between, is refused after its
+    timeout with an error naming the records, and holds none of its own afterwards."""
+    locks = RecordLocks(engine, "erp_test")
+    window = [("crm.company", i) for i in range(1, 1201)]
+    held = locks.acquire(window)
+    try:
+        for wanted in (1, 777, 1200):
+            with pytest.raises(StoreError) as refused:
+                locks.acquire([("crm.company", 5000 + wanted), ("crm.company", wanted)], 0.2)
+            assert "crm.company" in str(refused.value) and refused.value.transient
+            free = locks.acquire([("crm.company", 5000 + wanted)], 0.2)  # released whole
+            locks.release(free)
+    finally:
+        locks.release(held)
+    again = locks.acquire(window[-3:], 0.2)  # all free once the holder released
+    locks.release(again)

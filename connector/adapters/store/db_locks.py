@@ -20,13 +20,17 @@ import logging
 from collections.abc import Iterable
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from connector.errors import StoreError
 
 __all__ = ["ListenerLock", "RecordLocks", "lock_key"]
 
 log = logging.getLogger(__name__)
+
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout ran out
+MARIADB_LOCKS_PER_STATEMENT = 500
+"""``GET_LOCK`` calls in one ``SELECT`` (a 2,500-record window: five round trips)."""
 
 
 def lock_key(*parts: object) -> int:
@@ -133,6 +137,15 @@ class ListenerLock:
             conn.invalidate()
 
 
+def _refused(records: list[tuple[str, int]], timeout_s: float) -> StoreError:
+    (first, lo), (last, hi) = records[0], records[-1]
+    span = f"{first} {lo}" if len(records) == 1 else f"{first} {lo} .. {last} {hi}"
+    return StoreError(
+        f"a record lock among {span} was not granted in {timeout_s:g} s (a peer's batch holds it)",
+        transient=True,
+    )
+
+
 class RecordLocks:
     """Advisory locks on (connector, entity, ID) held from before a fetch until a commit."""
 
@@ -159,29 +172,31 @@ class RecordLocks:
                 conn.begin()
                 conn.execute(text(f"SET LOCAL lock_timeout = '{int(timeout_s * 1000)}ms'"))
                 keys = [lock_key(self.connector_id, e, i) for e, i in targets]
-                conn.execute(
-                    text(
-                        "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"
-                    ),
-                    {"keys": keys},
-                )
+                try:
+                    conn.execute(
+                        text(
+                            "SELECT pg_advisory_xact_lock(k) "
+                            "FROM unnest(CAST(:keys AS bigint[])) AS k"
+                        ),
+                        {"keys": keys},
+                    )
+                except OperationalError as exc:
+                    if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                        raise
+                    raise _refused(targets, timeout_s) from exc
             else:
-                for entity, ident in targets:
-                    got = conn.execute(
-                        text("SELECT GET_LOCK(:n, :t)"),
-                        {
-                            "n": _lock_name(
-                                self.engine.url.database, self.connector_id, entity, ident
-                            ),
-                            "t": timeout_s,
-                        },
-                    ).scalar()
+                # one statement per chunk; AND stops at the first lock not granted, so
+                # the locks are taken in sorted order and none after a refusal
+                for start in range(0, len(targets), MARIADB_LOCKS_PER_STATEMENT):
+                    chunk = targets[start : start + MARIADB_LOCKS_PER_STATEMENT]
+                    names = {
+                        f"n{i}": _lock_name(self.engine.url.database, self.connector_id, e, ident)
+                        for i, (e, ident) in enumerate(chunk)
+                    }
+                    calls = " AND ".join(f"GET_LOCK(:{key}, :t)" for key in names)
+                    got = conn.execute(text(f"SELECT {calls}"), {**names, "t": timeout_s}).scalar()
                     if got != 1:
-                        raise StoreError(
-                            f"the record lock on {entity} {ident} was not granted in "
-                            f"{timeout_s:.0f} s (a peer's batch holds it)",
-                            transient=True,
-                        )
+                        raise _refused(chunk, timeout_s)
         except BaseException:
             self.release(conn)
             raise
