@@ -174,11 +174,13 @@ def control_routes(emulator: Any) -> list[BaseRoute]:
         rate = body.get("rate")
         burst = body.get("burst")
         op_limit = body.get("operating_limit")
+        op_window = body.get("operating_window")
         return api.set_limits(
             rate=float(rate) if rate is not None else None,
             burst=as_int(burst) if burst is not None else None,
             enabled=as_bool(body["enabled"]) if "enabled" in body else None,
             operating_limit=float(op_limit) if op_limit is not None else None,
+            operating_window=float(op_window) if op_window is not None else None,
             costs=body.get("costs"),
             operating_scope=as_str(body.get("operating_scope")) or None,
             reset=as_bool(body.get("reset")),

@@ -25,15 +25,23 @@ class LimitsControl(ControlBase):
         burst: int | None = None,
         enabled: bool | None = None,
         operating_limit: float | None = None,
+        operating_window: float | None = None,
         costs: dict[str, float | None] | None = None,
         operating_scope: str | None = None,
         reset: bool = False,
         portal: str | None = None,
     ) -> dict[str, Any]:
         """Override the plan's limiter, set simulated method costs (seconds per call),
-        choose whose operating time adds up (``"caller"``/``"portal"``), empty the bucket."""
+        choose whose operating time adds up (``"caller"``/``"portal"``) and over how many
+        seconds (``operating_window``, 600 on a real portal), empty the bucket."""
         limits = self.portal(portal).limits
-        limits.configure(rate=rate, burst=burst, enabled=enabled, operating_limit=operating_limit)
+        limits.configure(
+            rate=rate,
+            burst=burst,
+            enabled=enabled,
+            operating_limit=operating_limit,
+            operating_window=operating_window,
+        )
         if operating_scope is not None:
             if operating_scope not in ("caller", "portal"):
                 raise ValueError("operating_scope is 'caller' or 'portal'")

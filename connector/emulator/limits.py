@@ -9,7 +9,9 @@
   caller (app or webhook; ``operating_scope="portal"`` sums over all callers, the 2024
   wording) in ten one-minute baskets; above ``operating_limit`` (480 s) within 10
   minutes the next call of that method gets 429 ``OPERATION_TIME_LIMIT``.
-  ``set_cost`` makes a method's simulated execution time large so tests can reach it.
+  ``set_cost`` makes a method's simulated execution time large so tests can reach it;
+  ``operating_window`` shrinks the ten minutes (its baskets a tenth of it each) so a
+  test on the real clock sees the block lift in seconds.
 * **Faults** switched on at run time: ``OVERLOAD_LIMIT`` (503 per the seed, L2653),
   500 ``INTERNAL_SERVER_ERROR`` on chosen methods or the next N calls, forced 429s,
   and slow replies (an ``asyncio`` delay).
@@ -66,6 +68,7 @@ class Limits:
         self.burst_override: int | None = None
         self.enabled = True
         self.operating_limit = OPERATING_LIMIT
+        self.operating_window = OPERATING_WINDOW
         self.operating_scope = "caller"
         self.faults = Faults()
         self._level = 0.0
@@ -94,8 +97,10 @@ class Limits:
         burst: int | None = None,
         enabled: bool | None = None,
         operating_limit: float | None = None,
+        operating_window: float | None = None,
     ) -> None:
-        """Override the plan's rate/burst (``None`` leaves a value as it is)."""
+        """Override the plan's rate/burst and the operating-time budget (``None`` leaves
+        a value as it is)."""
         if rate is not None:
             self.rate_override = float(rate)
         if burst is not None:
@@ -104,6 +109,10 @@ class Limits:
             self.enabled = enabled
         if operating_limit is not None:
             self.operating_limit = float(operating_limit)
+        if operating_window is not None:
+            if operating_window <= 0:
+                raise ValueError("operating_window is a number of seconds above 0")
+            self.operating_window = float(operating_window)
 
     def reset(self) -> None:
         """Empty the bucket and forget operating time (not the configuration)."""
@@ -153,7 +162,7 @@ class Limits:
     def _window(self, caller: str, method: str, now: float) -> deque[tuple[float, float]]:
         owner = "*" if self.operating_scope == "portal" else caller
         baskets = self._baskets.setdefault((owner, method.lower()), deque())
-        while baskets and baskets[0][0] + OPERATING_WINDOW <= now:
+        while baskets and baskets[0][0] + self.operating_window <= now:
             baskets.popleft()
         return baskets
 
@@ -162,7 +171,8 @@ class Limits:
         now = self.portal.clock.now()
         baskets = self._window(caller, method, now)
         total = sum(seconds for _, seconds in baskets)
-        reset_at = baskets[0][0] + OPERATING_WINDOW if baskets else now + OPERATING_WINDOW
+        window = self.operating_window
+        reset_at = baskets[0][0] + window if baskets else now + window
         return total, int(reset_at)
 
     def check_operating(self, caller: str, method: str) -> None:
@@ -181,7 +191,7 @@ class Limits:
         now = self.portal.clock.now()
         cost = self._costs.get(method.lower(), processing)
         baskets = self._window(caller, method, now)
-        if baskets and now - baskets[-1][0] < BASKET:
+        if baskets and now - baskets[-1][0] < BASKET * self.operating_window / OPERATING_WINDOW:
             start, seconds = baskets[-1]
             baskets[-1] = (start, seconds + cost)
         else:
@@ -240,6 +250,7 @@ class Limits:
             "accepted": self.accepted,
             "rejected": self.rejected,
             "operating_limit": self.operating_limit,
+            "operating_window": self.operating_window,
             "operating_scope": self.operating_scope,
             "costs": dict(self._costs),
             "faults": {

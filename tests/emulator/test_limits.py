@@ -130,6 +130,31 @@ async def test_operating_time_limit_blocks_one_method_with_reset_time(
     assert (await call(http, app_creds, "profile")).status_code == 200
 
 
+async def test_a_shrunk_operating_window_lifts_the_block_when_its_oldest_basket_drops(
+    emulator: Emulator, app_creds: dict[str, Any], http: httpx.AsyncClient
+) -> None:
+    """Over the control surface: 4 s per call against a limit of 10 s in a 20 s window
+    (baskets of 2 s). The third call in the window is refused, with the reset time of
+    the first call's basket; at that time the method works again, not before."""
+    set_up = await http.post(
+        "/_emulator/limits",
+        json={"costs": {"profile": 4}, "operating_limit": 10, "operating_window": 20},
+    )
+    assert set_up.json()["operating_window"] == 20
+    start = emulator.clock.now()
+    for _ in range(2):
+        assert (await call(http, app_creds, "profile")).status_code == 200
+    emulator.advance(3)  # a second basket (the first holds 8 s)
+    assert (await call(http, app_creds, "profile")).status_code == 200  # 8 -> 12 s
+    refused = (await call(http, app_creds, "profile")).json()
+    assert refused["error"] == "OPERATION_TIME_LIMIT"
+    assert refused["time"]["operating_reset_at"] == int(start + 20)
+    emulator.advance(start + 19.5 - emulator.clock.now())
+    assert (await call(http, app_creds, "profile")).status_code == 429
+    emulator.advance(1)  # the first basket (8 s) drops out: 4 s left
+    assert (await call(http, app_creds, "profile")).status_code == 200
+
+
 async def test_operating_time_is_kept_per_caller(
     emulator: Emulator, app_creds: dict[str, Any], http: httpx.AsyncClient
 ) -> None:

@@ -2,10 +2,11 @@
 whose bucket is suddenly slower than ours (503 ``QUERY_LIMIT_EXCEEDED`` bursts), expired
 access tokens, slow replies. `run` never dies; once the faults stop, the sides converge
 with nothing lost or duplicated, and outside the throttled phase the portal never had to
-refuse a request for the rate.
+refuse a request for the rate. ``OPERATION_TIME_LIMIT`` comes from a budget shrunk to
+seconds (the emulator's ``operating_window``): ``batch`` billed 9 s a call against 8 s in
+an 8 s window, so one batch passes and the next is refused until its basket drops out.
 
-Covered elsewhere, with a manual clock or a fake: ``OPERATION_TIME_LIMIT`` waits
-(`tests/adapters/test_client_against_emulator.py`), WebSocket drops and refusals
+Covered elsewhere: WebSocket drops and refusals
 (`tests/adapters/test_pull_*`), the database cut mid-transaction
 (`tests/service/test_worker_database_faults.py`), the app uninstalled and reinstalled
 (`tests/service/test_reconcile.py`).
@@ -62,11 +63,19 @@ def test_run_rides_out_portal_faults_and_converges(
         emulator.set_limits(rate=RATE, burst=BURST, reset=True)
         throttled[-1] = (throttled[-1][0], emulator.clock.now() + 1.0)
 
+    def operating_limit_on() -> None:
+        emulator.set_limits(costs={"batch": 9.0}, operating_limit=8.0, operating_window=8.0)
+        load(emulator, erp, rng, 50)  # work for the budget to refuse
+
+    def operating_limit_off() -> None:
+        emulator.set_limits(costs={"batch": None}, operating_limit=480.0, operating_window=600.0)
+
     phases: list[tuple[str, Callable[[], object], Callable[[], object]]] = [
         ("500 burst", lambda: emulator.set_faults(fail_next=6), emulator.clear_faults),
         ("503 QUERY_LIMIT_EXCEEDED bursts", throttle_on, throttle_off),
         ("expired access tokens", lambda: emulator.expire_tokens(client_id), lambda: None),
         ("slow replies", lambda: emulator.set_faults(delay=0.8), emulator.clear_faults),
+        ("OPERATION_TIME_LIMIT", operating_limit_on, operating_limit_off),
     ]
     try:
         for round_, (_name, start, stop) in enumerate(phases):
@@ -90,5 +99,5 @@ def test_run_rides_out_portal_faults_and_converges(
     ]
     assert rate_refusals == []
     seen = {e.error for e in emulator.requests()} | {e.status for e in emulator.requests()}
-    assert {"QUERY_LIMIT_EXCEEDED", "expired_token", 500} <= seen  # the faults were real
+    assert {"QUERY_LIMIT_EXCEEDED", "expired_token", "OPERATION_TIME_LIMIT", 500} <= seen
     assert any(e.kind == "oauth" for e in emulator.requests())  # and the expiry refreshed

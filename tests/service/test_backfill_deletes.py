@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 
 from connector.adapters.store.tables import sync_journal, sync_link
-
 from connector.service.backfill import Backfiller
 from tests.service.drain_harness import Bench, Crash, make_bench
 from tests.service.test_backfill import (
