@@ -141,52 +141,31 @@ class WindowApplier:
         A record whose value does not convert comes back as an error outcome, is kept in
         ``sync_record_error`` and the rest of the window commits.
         """
-        for attempt in range(1, APPLY_ATTEMPTS + 1):
-            try:
-                return self._locked_apply(
-                    mapping,
-                    rows,
-                    read_at,
-                    covers,
-                    set(present),
-                    cursor,
-                    cursor_to,
-                    None if gone_among is None else set(gone_among),
-                )
-            except sa.exc.IntegrityError:
-                # a concurrent drainer inserted a link first; its row is fresher and the
-                # next attempt sees it (and skips that record)
-                if attempt == APPLY_ATTEMPTS:
-                    raise
-                log.info("%s: window raced a concurrent writer, applying again", mapping.entity)
+        only = None if gone_among is None else set(gone_among)
+        held = None
+        if self.record_locks is not None:  # held across the attempts, until the commit
+            held = self.record_locks.acquire((mapping.entity, row_id(r)) for r in rows)
+        try:
+            for attempt in range(1, APPLY_ATTEMPTS + 1):
+                try:
+                    return self._apply_once(
+                        mapping, rows, read_at, covers, set(present), cursor, cursor_to, only
+                    )
+                except sa.exc.IntegrityError:
+                    # a concurrent drainer inserted a link first; its row is fresher and
+                    # the next attempt sees it (and skips that record)
+                    if attempt == APPLY_ATTEMPTS:
+                        raise
+                    log.info("%s: window raced a concurrent writer, applying again", mapping.entity)
+        finally:
+            if self.record_locks is not None:
+                self.record_locks.release(held)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def gone_candidates(self, entity: str, covers: Covers) -> list[int]:
         """Linked, live IDs inside ``covers`` (read outside any window's transaction)."""
         with self.engine.connect() as conn:
             return self._gone(conn, entity, covers, set())
-
-    def _locked_apply(
-        self,
-        mapping: EntityMapping,
-        rows: Sequence[Mapping[str, Any]],
-        read_at: datetime,
-        covers: Covers | None,
-        present: set[int],
-        cursor: str | None,
-        cursor_to: int | None,
-        gone_among: set[int] | None,
-    ) -> EntityStats:
-        held = None
-        if self.record_locks is not None:
-            held = self.record_locks.acquire((mapping.entity, row_id(r)) for r in rows)
-        try:
-            return self._apply_once(
-                mapping, rows, read_at, covers, present, cursor, cursor_to, gone_among
-            )
-        finally:
-            if self.record_locks is not None:
-                self.record_locks.release(held)
 
     def _apply_once(
         self,
