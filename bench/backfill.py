@@ -110,7 +110,12 @@ async def one_run(records: int, latency: float, db: str) -> dict[str, Any]:
                 since = (await control.limits())["requests_logged"]
                 started = time.perf_counter()
                 stats = await run_backfill(
-                    client, engine, only, entities=["crm.company"], bindings=bindings
+                    client,
+                    engine,
+                    only,
+                    entities=["crm.company"],
+                    bindings=bindings,
+                    connector_id=CONNECTOR,  # as `backfill` runs: with the record locks
                 )
                 seconds = time.perf_counter() - started
                 log = await control.log(since)
