@@ -21,17 +21,18 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from connector.adapters.store.tables import (
-    sync_conflict,
-    sync_journal,
-    sync_outbox,
-    sync_record_error,
+from connector.adapters.store.backlog import (
+    oldest_pending_at,
+    open_conflicts,
+    open_record_errors,
+    outbox_by_status,
+    unfinished_batches,
 )
 from connector.errors import ConfigError
 
@@ -112,34 +113,12 @@ class StoreGauges(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             with self.engine.connect() as conn:
-                outbox: dict[str, int] = dict(
-                    conn.execute(
-                        sa.select(sync_outbox.c.status, sa.func.count())
-                        .where(sync_outbox.c.status != "done")
-                        .group_by(sync_outbox.c.status)
-                    ).all()
-                )
-                oldest = conn.execute(
-                    sa.select(sa.func.min(sync_outbox.c.created_at)).where(
-                        sync_outbox.c.status == "pending"
-                    )
-                ).scalar_one_or_none()
-                conflicts = conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(sync_conflict)
-                    .where(sync_conflict.c.status == "open")
-                ).scalar_one()
-                errors = conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(sync_record_error)
-                    .where(sync_record_error.c.status == "open")
-                ).scalar_one()
-                journal = conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(sync_journal)
-                    .where(sync_journal.c.state != "cleared")
-                ).scalar_one()
-        except sa.exc.SQLAlchemyError as exc:
+                outbox = outbox_by_status(conn)
+                oldest = oldest_pending_at(conn)
+                conflicts = open_conflicts(conn)
+                errors = open_record_errors(conn)
+                journal = unfinished_batches(conn)
+        except SQLAlchemyError as exc:
             log.warning("metrics: the database did not answer: %s", type(exc).__name__)
             return
         family = GaugeMetricFamily(

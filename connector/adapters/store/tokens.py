@@ -13,6 +13,8 @@ The secret columns are sealed at rest (``token_seal.py``): the ERP reading this 
 sees ciphertext. A row from before sealing is sealed on its first read.
 
 The store is synchronous; async callers run it in a thread (``asyncio.to_thread``).
+:func:`token_facts` reads what ``status`` shows of the row, none of it secret, without
+the seal.
 """
 
 from __future__ import annotations
@@ -34,12 +36,30 @@ from connector.core.oauth_tokens import TokenSet
 from connector.core.portal_answers import AUTH_SET_HINT
 from connector.errors import AuthRevokedError, StoreError
 
-__all__ = ["TokenStore"]
+__all__ = ["TokenStore", "token_facts"]
 
 log = logging.getLogger(__name__)
 
 Exchange = Callable[[TokenSet], TokenSet]
 """Spends ``current.refresh_token`` at the OAuth server and returns the answer's pair."""
+
+
+def token_facts(conn: Connection, portal: str) -> dict[str, Any] | None:
+    """``issued_at``, ``expires_at``, ``scope`` and ``generation`` of the portal's row as
+    stored (no token, nothing unsealed), or None when ``auth set`` was never run."""
+    row = (
+        conn.execute(
+            select(
+                sync_token.c.issued_at,
+                sync_token.c.expires_at,
+                sync_token.c.scope,
+                sync_token.c.generation,
+            ).where(sync_token.c.portal == portal)
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
 
 
 class TokenStore:

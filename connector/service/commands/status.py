@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    import sqlalchemy as sa
+    from sqlalchemy import Engine
 
     from connector.core.mapping_model import MappingSet
 
@@ -22,32 +22,23 @@ from connector.service.output import emit_json
 
 
 def local_status(
-    engine: sa.Engine, host: str | None, mappings: MappingSet | None = None
+    engine: Engine, host: str | None, mappings: MappingSet | None = None
 ) -> dict[str, Any]:
-    import sqlalchemy as sa
-
+    from connector.adapters.store.backlog import (
+        open_conflicts,
+        open_record_errors,
+        unfinished_batches,
+    )
     from connector.adapters.store.outbox import OutboxStore
     from connector.adapters.store.outbox_triggers import trigger_problems
-    from connector.adapters.store.tables import (
-        sync_conflict,
-        sync_journal,
-        sync_record_error,
-        sync_token,
-    )
+    from connector.adapters.store.tokens import token_facts
 
-    def count(table: sa.Table, *where: Any) -> int:
-        with engine.connect() as conn:
-            return int(
-                conn.execute(
-                    sa.select(sa.func.count()).select_from(table).where(*where)
-                ).scalar_one()
-            )
-
-    out: dict[str, Any] = {
-        "journal_unfinished": count(sync_journal, sync_journal.c.state != "cleared"),
-        "conflicts_open": count(sync_conflict, sync_conflict.c.status == "open"),
-        "records_not_synced": count(sync_record_error, sync_record_error.c.status == "open"),
-    }
+    with engine.connect() as conn:
+        out: dict[str, Any] = {
+            "journal_unfinished": unfinished_batches(conn),
+            "conflicts_open": open_conflicts(conn),
+            "records_not_synced": open_record_errors(conn),
+        }
     outbox = OutboxStore(engine).counts()
     out["outbox_pending"] = outbox["pending"]
     out["outbox_failed"] = outbox["failed"]
@@ -56,30 +47,23 @@ def local_status(
     token: dict[str, Any] = {"stored": False}
     if host is not None:
         with engine.connect() as conn:
-            row = conn.execute(
-                sa.select(
-                    sync_token.c.issued_at,
-                    sync_token.c.expires_at,
-                    sync_token.c.scope,
-                    sync_token.c.generation,
-                ).where(sync_token.c.portal == host)
-            ).first()
+            row = token_facts(conn, host)
         if row is not None:
             now = datetime.now(UTC)
-            issued = row.issued_at.replace(tzinfo=row.issued_at.tzinfo or UTC)
+            issued = row["issued_at"].replace(tzinfo=row["issued_at"].tzinfo or UTC)
             token = {
                 "stored": True,
                 "portal": host,
                 "age_s": int((now - issued).total_seconds()),
-                "expires_at": row.expires_at,
-                "scope": row.scope,
-                "rotations": row.generation,
+                "expires_at": row["expires_at"],
+                "scope": row["scope"],
+                "rotations": row["generation"],
             }
     out["token"] = token
     return out
 
 
-async def portal_status(cfg: Any, engine: sa.Engine) -> dict[str, Any]:
+async def portal_status(cfg: Any, engine: Engine) -> dict[str, Any]:
     from connector.service import wiring
     from connector.service.bindings import offline_bindings
 
