@@ -27,11 +27,19 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-
+from connector.adapters.store.conflict_rows import (
+    mark_conflicts_released,
+    open_conflict_message_ids,
+    unreleased_closed_conflicts,
+)
 from connector.adapters.store.database import write_transaction
+from connector.adapters.store.record_errors import (
+    mark_errors_released,
+    open_error_message_ids,
+    open_errors,
+    unreleased_resolved_errors,
+)
 from connector.adapters.store.record_forms import json_safe_deep
-from connector.adapters.store.tables import sync_conflict, sync_record_error
 from connector.core.batch_commands import Command
 from connector.service.drainer import Drainer, DrainStats
 
@@ -58,21 +66,12 @@ class Holds:
         """Refused records that synced since (a later event of another kind brought them):
         their held queue record is released too."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(sync_record_error.c.id, sync_record_error.c.message_id).where(
-                    sync_record_error.c.status == "resolved",
-                    sync_record_error.c.released_at.is_(None),
-                )
-            ).all()
+            rows = unreleased_resolved_errors(conn)
         if not rows:
             return DrainStats()
         stats, _ = await self.release([r[1] for r in rows if r[1]])
         with write_transaction(self.engine) as conn:
-            conn.execute(
-                sync_record_error.update()
-                .where(sync_record_error.c.id.in_([r[0] for r in rows]))
-                .values(released_at=datetime.now(UTC))
-            )
+            mark_errors_released(conn, [r[0] for r in rows], datetime.now(UTC))
         return stats
 
     # --- queue side ------------------------------------------------------------------
@@ -143,49 +142,20 @@ class Holds:
     def _open_message_ids(self) -> set[str]:
         """MESSAGE_IDs held on purpose: open conflicts and open record errors."""
         with self.engine.connect() as conn:
-            out: set[str] = set()
-            for mids, mid in conn.execute(
-                sa.select(sync_conflict.c.message_ids, sync_conflict.c.message_id).where(
-                    sync_conflict.c.status == "open"
-                )
-            ).all():
-                out |= {m for m in (mids or []) if isinstance(m, str)}
-                if mid:
-                    out.add(mid)
-            out |= {
-                m
-                for m in conn.execute(
-                    sa.select(sync_record_error.c.message_id).where(
-                        sync_record_error.c.status == "open"
-                    )
-                ).scalars()
-                if m
-            }
-            return out
+            return open_conflict_message_ids(conn) | open_error_message_ids(conn)
 
     # --- resolved conflicts ------------------------------------------------------------
 
     async def release_resolved(self) -> DrainStats:
         """Drain the held records of conflicts that are closed but not yet released."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(
-                    sync_conflict.c.id, sync_conflict.c.message_ids, sync_conflict.c.message_id
-                ).where(
-                    sync_conflict.c.status != "open",
-                    sync_conflict.c.released_at.is_(None),
-                )
-            ).all()
+            rows = unreleased_closed_conflicts(conn)
         if not rows:
             return DrainStats()
         mids = [m for r in rows for m in [*(r[1] or []), r[2]] if isinstance(m, str) and m]
         stats, _ = await self.release(mids)
         with write_transaction(self.engine) as conn:
-            conn.execute(
-                sync_conflict.update()
-                .where(sync_conflict.c.id.in_([r[0] for r in rows]))
-                .values(released_at=datetime.now(UTC))
-            )
+            mark_conflicts_released(conn, [r[0] for r in rows], datetime.now(UTC))
         return stats
 
     # --- refused records -----------------------------------------------------------------
@@ -217,22 +187,8 @@ class Holds:
         return total
 
     def _open_errors(self, error_ids: Sequence[int] | None) -> list[dict[str, Any]]:
-        where = [sync_record_error.c.status == "open"]
-        if error_ids is not None:
-            where.append(sync_record_error.c.id.in_(list(error_ids)))
         with self.engine.connect() as conn:
-            return [
-                dict(r)
-                for r in conn.execute(
-                    sa.select(
-                        sync_record_error.c.id,
-                        sync_record_error.c.entity,
-                        sync_record_error.c.b24_id,
-                        sync_record_error.c.message_id,
-                        sync_record_error.c.payload,
-                    ).where(*where)
-                ).mappings()
-            ]
+            return open_errors(conn, error_ids)
 
     async def _current_states(
         self, errors: Sequence[Mapping[str, Any]]

@@ -4,6 +4,11 @@ Shared by both apply paths (:mod:`connector.adapters.store.erp_writer` per recor
 :mod:`connector.adapters.store.erp_bulk` per window): the row a new conflict gets, what
 changes when an open one is seen again (fields, every held MESSAGE_ID, last seen, each
 side's modification time), and where those times come from.
+
+After that, the rows as the operator and the holds see them: one conflict or a listing
+(``conflicts list|show``, the resolver), an operator's step written on its row, the
+MESSAGE_IDs open conflicts hold, and the closed conflicts whose held records are not
+released yet (``Holds.release_resolved``), marked released once they are.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from connector.adapters.store.bulk_insert import among
-from connector.adapters.store.tables import sync_outbox
+from connector.adapters.store.tables import sync_conflict, sync_outbox
 
 DELETED_FIELD = "__record__"
 """The pseudo-field of a delete-vs-edit conflict: the portal deleted a record in conflict."""
@@ -148,3 +153,73 @@ def conflict_update(
         "times": times.as_json(),
         "last_seen_at": now,
     }
+
+
+# --- the rows as the operator and the holds see them ----------------------------------
+
+
+def conflict_row(conn: Connection, conflict_id: int) -> dict[str, Any] | None:
+    """Every column of conflict ``conflict_id``, or None when there is none."""
+    row = (
+        conn.execute(sa.select(sync_conflict).where(sync_conflict.c.id == conflict_id))
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
+
+
+def conflict_list(
+    conn: Connection, *, entity: str | None = None, everything: bool = False
+) -> list[dict[str, Any]]:
+    """Conflicts oldest first: open ones (every one with ``everything``), of ``entity``
+    only when given."""
+    query = sa.select(sync_conflict).order_by(sync_conflict.c.id)
+    if not everything:
+        query = query.where(sync_conflict.c.status == "open")
+    if entity:
+        query = query.where(sync_conflict.c.entity == entity)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def update_conflict(conn: Connection, conflict_id: int, values: Mapping[str, Any]) -> None:
+    """Write ``values`` on conflict ``conflict_id`` (an operator's resolution step)."""
+    conn.execute(sync_conflict.update().where(sync_conflict.c.id == conflict_id).values(**values))
+
+
+def open_conflict_message_ids(conn: Connection) -> set[str]:
+    """The MESSAGE_IDs open conflicts hold in the portal (every one they collected)."""
+    out: set[str] = set()
+    for mids, mid in conn.execute(
+        sa.select(sync_conflict.c.message_ids, sync_conflict.c.message_id).where(
+            sync_conflict.c.status == "open"
+        )
+    ).all():
+        out |= {m for m in (mids or []) if isinstance(m, str)}
+        if mid:
+            out.add(mid)
+    return out
+
+
+def unreleased_closed_conflicts(
+    conn: Connection,
+) -> list[tuple[int, list[Any] | None, str | None]]:
+    """Conflicts resolved or ignored whose held records are not released yet:
+    (id, message_ids, message_id) each."""
+    rows = conn.execute(
+        sa.select(
+            sync_conflict.c.id, sync_conflict.c.message_ids, sync_conflict.c.message_id
+        ).where(
+            sync_conflict.c.status != "open",
+            sync_conflict.c.released_at.is_(None),
+        )
+    ).all()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def mark_conflicts_released(conn: Connection, conflict_ids: Sequence[int], now: datetime) -> None:
+    """Their held records were drained again: stamp ``released_at``."""
+    conn.execute(
+        sync_conflict.update()
+        .where(sync_conflict.c.id.in_(list(conflict_ids)))
+        .values(released_at=now)
+    )

@@ -21,20 +21,13 @@ def conflicts() -> None:
 
 
 def _rows(entity: str | None, everything: bool) -> list[dict[str, Any]]:
-    import sqlalchemy as sa
-
-    from connector.adapters.store.tables import sync_conflict
+    from connector.adapters.store.conflict_rows import conflict_list
     from connector.service import wiring
 
     engine = wiring.ready_engine(wiring.settings())
     try:
-        query = sa.select(sync_conflict).order_by(sync_conflict.c.id)
-        if not everything:
-            query = query.where(sync_conflict.c.status == "open")
-        if entity:
-            query = query.where(sync_conflict.c.entity == entity)
         with engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+            return conflict_list(conn, entity=entity, everything=everything)
     finally:
         engine.dispose()
 

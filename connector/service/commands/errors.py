@@ -21,18 +21,13 @@ def errors() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def errors_list(everything: bool, as_json: bool) -> None:
     """List open record errors, oldest first."""
-    import sqlalchemy as sa
-
-    from connector.adapters.store.tables import sync_record_error
+    from connector.adapters.store.record_errors import error_list
     from connector.service import wiring
 
     engine = wiring.ready_engine(wiring.settings())
     try:
-        query = sa.select(sync_record_error).order_by(sync_record_error.c.id)
-        if not everything:
-            query = query.where(sync_record_error.c.status == "open")
         with engine.connect() as conn:
-            rows = [dict(r) for r in conn.execute(query).mappings()]
+            rows = error_list(conn, everything=everything)
     finally:
         engine.dispose()
     if as_json:
@@ -60,9 +55,8 @@ def errors_retry(error_id: int | None, retry_all: bool) -> None:
 
 
 async def _retry(error_id: int | None) -> dict[str, Any]:
-    import sqlalchemy as sa
-
-    from connector.adapters.store.tables import sync_record_error
+    from connector.adapters.store.backlog import open_record_errors
+    from connector.adapters.store.record_errors import error_status
     from connector.service import wiring
     from connector.service.holds import Holds
 
@@ -73,31 +67,21 @@ async def _retry(error_id: int | None) -> dict[str, Any]:
         ids: list[int] | None = None
         if error_id is not None:
             with engine.connect() as conn:
-                status = conn.execute(
-                    sa.select(sync_record_error.c.status).where(sync_record_error.c.id == error_id)
-                ).scalar_one_or_none()
+                status = error_status(conn, error_id)
             if status is None:
                 raise ConfigError(f"errors retry: no record error {error_id}")
             if status != "open":
                 raise ConfigError(f"errors retry: error {error_id} is {status}, not open")
             ids = [error_id]
         with engine.connect() as conn:
-            before = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(sync_record_error)
-                .where(sync_record_error.c.status == "open")
-            ).scalar_one()
+            before = open_record_errors(conn)
         async with (
             wiring.portal_session(cfg, engine) as session,
             wiring.leased_services(cfg, engine, mappings, session.client) as services,
         ):
             stats = await Holds(services.drainer).retry_errors(ids, force=True)
         with engine.connect() as conn:
-            after = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(sync_record_error)
-                .where(sync_record_error.c.status == "open")
-            ).scalar_one()
+            after = open_record_errors(conn)
         return {"records": stats.records, "fixed": int(before) - int(after), "open": int(after)}
     finally:
         engine.dispose()
