@@ -1,18 +1,18 @@
-"""What an operator's resolution is, and the rows it changes (``sync_conflict``,
-``sync_outbox``): used by :mod:`connector.service.resolver` and the ``conflicts`` verbs."""
+"""What an operator's resolution is, and the step it records on its conflict: used by
+:mod:`connector.service.resolver` and the ``conflicts`` verbs. The conflict row is read
+and written through :mod:`connector.adapters.store.conflict_rows`; the other rows a
+resolution changes, by the resolver through :mod:`connector.adapters.store.resolution_rows`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
 
-from connector.adapters.store.conflict_rows import DELETED_FIELD
-from connector.adapters.store.outbox import HELD, PENDING
-from connector.adapters.store.tables import sync_conflict, sync_outbox
+from connector.adapters.store.conflict_rows import DELETED_FIELD, conflict_row, update_conflict
 from connector.errors import ConfigError
 
 
@@ -38,16 +38,12 @@ class Outcome:
     remaining: list[str] = field(default_factory=list)
 
 
-def load_conflict(engine: sa.Engine, conflict_id: int) -> dict[str, Any]:
+def load_conflict(engine: Engine, conflict_id: int) -> dict[str, Any]:
     with engine.connect() as conn:
-        row = (
-            conn.execute(sa.select(sync_conflict).where(sync_conflict.c.id == conflict_id))
-            .mappings()
-            .first()
-        )
+        row = conflict_row(conn, conflict_id)
     if row is None:
         raise ConfigError(f"no conflict {conflict_id} (see: b24-connector conflicts list)")
-    return dict(row)
+    return row
 
 
 def choose_fields(res: Resolution, names: list[str], m: Any) -> list[str]:
@@ -74,7 +70,7 @@ def choose_fields(res: Resolution, names: list[str], m: Any) -> list[str]:
 
 
 def close_conflict(
-    conn: Any, res: Resolution, row: Mapping[str, Any], chosen: list[str], now: datetime
+    conn: Connection, res: Resolution, row: Mapping[str, Any], chosen: list[str], now: datetime
 ) -> None:
     """Record the step; the conflict is closed once no field is left open."""
     remaining = {k: v for k, v in (row["fields"] or {}).items() if k not in chosen}
@@ -93,24 +89,4 @@ def close_conflict(
         values.update(
             status="ignored" if res.ignore else "resolved", resolved_at=now, resolved_by=res.by
         )
-    conn.execute(sync_conflict.update().where(sync_conflict.c.id == row["id"]).values(**values))
-
-
-def release_outbox(conn: Any, entity: str, erp_key: str, settled: bool) -> None:
-    """Held outbox rows go back to pending (the merge sends what is still the ERP's
-    to send), or are closed when the resolution itself settled them."""
-    values: dict[str, Any] = {"locked_by": None, "locked_at": None}
-    if settled:
-        values.update(status="done", done_at=datetime.now(UTC), note="settled by resolution")
-    else:
-        values.update(status=PENDING, note="released by resolution")
-    statuses = [HELD, PENDING] if settled else [HELD]
-    conn.execute(
-        sync_outbox.update()
-        .where(
-            sync_outbox.c.entity == entity,
-            sync_outbox.c.erp_key == erp_key,
-            sync_outbox.c.status.in_(statuses),
-        )
-        .values(**values)
-    )
+    update_conflict(conn, row["id"], values)

@@ -30,19 +30,25 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from connector.adapters.store.conflict_rows import DELETED_FIELD
 from connector.adapters.store.database import write_transaction
 from connector.adapters.store.erp_writer import ErpWriter
-from connector.adapters.store.outbox import HELD, OutboxStore
+from connector.adapters.store.outbox import OutboxStore
 from connector.adapters.store.push_state import (
     erp_values,
     load_records,
     rebase_fields,
     set_value_ids,
 )
-from connector.adapters.store.tables import sync_link, sync_outbox
+from connector.adapters.store.resolution_rows import (
+    drop_link,
+    linked_erp_key,
+    mark_link_deleted,
+    release_outbox,
+    set_erp_columns,
+    settle_held_outbox,
+    unlink_erp_row,
+)
 from connector.core.field_values import canonical, to_erp, to_portal
 from connector.core.merge import Split
 from connector.core.push_commands import match_value_ids, multi_changes
@@ -56,7 +62,6 @@ from connector.service.resolution import (
     choose_fields,
     close_conflict,
     load_conflict,
-    release_outbox,
 )
 
 
@@ -87,14 +92,7 @@ class Resolver:
         b24_id = int(row["b24_id"])
         portal = await self._read(m.entity, m.portal_codes(), b24_id)
         with self.engine.connect() as conn:
-            key = (
-                row["erp_key"]
-                or conn.execute(
-                    sa.select(sync_link.c.erp_key).where(
-                        sync_link.c.entity == m.entity, sync_link.c.b24_id == b24_id
-                    )
-                ).scalar_one_or_none()
-            )
+            key = row["erp_key"] or linked_erp_key(conn, m.entity, b24_id)
             local = load_records(conn, self.writer, m, [str(key)])[str(key)]
         gone = "the portal" if portal is None else ("the ERP" if local.row is None else "")
         if gone and res.values:
@@ -197,9 +195,7 @@ class Resolver:
                     if erp_cmp.get(n) != v
                 }
                 if columns:
-                    conn.execute(
-                        parent.update().where(parent.c[m.key] == local.row[m.key]).values(**columns)
-                    )
+                    set_erp_columns(conn, parent, m.key, local.row[m.key], columns)
             # The base that makes the merge see the outcome: kept from the portal, the ERP
             # "had not moved" (so the portal's value flows in); otherwise both hold it.
             rebase = {n: (erp_cmp.get(n) if res.keep == "portal" else finals[n]) for n in chosen}
@@ -231,29 +227,11 @@ class Resolver:
                 self.writer.apply_many(conn, m, [(b24_id, None, None)], now=now)
             elif res.keep == "erp" and local.row is not None and portal is None:
                 parent = self.writer.table(m.table)  # the portal lost it: add it again
-                conn.execute(
-                    parent.update()
-                    .where(parent.c[m.key] == local.row[m.key])
-                    .values(**{m.b24_id_column: None})
-                )
-                conn.execute(
-                    sync_link.delete().where(
-                        sync_link.c.entity == m.entity, sync_link.c.b24_id == b24_id
-                    )
-                )
+                unlink_erp_row(conn, parent, m, local.row[m.key], b24_id)
                 OutboxStore.enqueue(conn, m.entity, local.erp_key, ["(re-added)"])
             elif portal is None and local.row is not None:  # ignored: the ERP row stays,
                 parent = self.writer.table(m.table)  # unlinked from the record that is gone
-                conn.execute(
-                    parent.update()
-                    .where(parent.c[m.key] == local.row[m.key])
-                    .values(**{m.b24_id_column: None})
-                )
-                conn.execute(
-                    sync_link.delete().where(
-                        sync_link.c.entity == m.entity, sync_link.c.b24_id == b24_id
-                    )
-                )
+                unlink_erp_row(conn, parent, m, local.row[m.key], b24_id)
             release_outbox(conn, m.entity, local.erp_key, res.ignore)  # unlinked: stays
 
     async def _settle_erp_gone(
@@ -276,24 +254,9 @@ class Resolver:
         with write_transaction(self.engine) as conn:
             close_conflict(conn, res, row, list(row["fields"] or {}), now)
             if res.keep == "portal":
-                conn.execute(
-                    sync_link.delete().where(
-                        sync_link.c.entity == m.entity, sync_link.c.b24_id == b24_id
-                    )
-                )
+                drop_link(conn, m.entity, b24_id)
                 self.writer.apply_many(conn, m, [(b24_id, portal, None)], now=now)
             else:
-                conn.execute(
-                    sync_link.update()
-                    .where(sync_link.c.entity == m.entity, sync_link.c.b24_id == b24_id)
-                    .values(deleted=True, updated_at=now)
-                )
-            conn.execute(  # the held ERP delete is settled by this resolution
-                sync_outbox.update()
-                .where(
-                    sync_outbox.c.entity == m.entity,
-                    sync_outbox.c.erp_key == local.erp_key,
-                    sync_outbox.c.status == HELD,
-                )
-                .values(status="done", done_at=now, locked_by=None, note=f"settled: {res.mode}")
-            )
+                mark_link_deleted(conn, m.entity, b24_id, now)
+            # the held ERP delete is settled by this resolution
+            settle_held_outbox(conn, m.entity, local.erp_key, f"settled: {res.mode}", now)
