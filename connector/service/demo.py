@@ -19,19 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
+from connector.adapters.store import demo_sql
 
 DEMO_CONNECTOR = "demo_erp"
-
-
-def _rows(engine: sa.Engine, sql: str) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(sa.text(sql)).mappings()]
-
-
-def _count(engine: sa.Engine, table: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
 def _cli_env(cfg: Any, base_url: str) -> dict[str, str]:
@@ -132,7 +122,7 @@ async def run_demo(
                         mappings,
                         progress=progress,
                     )
-                counts = {m.table: _count(engine, m.table) for m in mappings}
+                counts = {m.table: demo_sql.row_count(engine, m.table) for m in mappings}
                 report["backfill"] = counts
                 say(
                     "4. Backfill: "
@@ -163,23 +153,15 @@ async def run_demo(
                     f"{drained.deleted} deleted"
                 )
                 report["drain"] = vars(drained)
-                phones = _rows(
-                    engine,
-                    "SELECT p.value FROM erp_company_phone p JOIN "
-                    f"erp_company c ON c.id = p.owner_id WHERE c.b24_id = {new}",
-                )
+                phones = demo_sql.company_phones(engine, new)
                 say(
                     f"   erp_company now has 'Demo Ltd' (b24_id {new}) with phone "
-                    f"{phones[0]['value'] if phones else '?'}; contact {gone} is marked deleted"
+                    f"{phones[0] if phones else '?'}; contact {gone} is marked deleted"
                 )
 
-                erp = sa.create_engine(f"sqlite:///{db_path}")  # the ERP's own connection
+                erp_url = f"sqlite:///{db_path}"  # the ERP's own connection
                 second = sorted(emulator.portal().crm.ids("company"))[1]
-                with erp.begin() as conn:
-                    conn.execute(
-                        sa.text("UPDATE erp_company SET comments = :c WHERE b24_id = :id"),
-                        {"c": "Edited in the ERP", "id": second},
-                    )
+                demo_sql.erp_edit_company(erp_url, second, "comments", "Edited in the ERP")
                 pusher = Pusher(client, engine, mappings, cfg.connector_id)
                 pushed = await pusher.push_until_empty()
                 report["push"] = vars(pushed)
@@ -189,17 +171,10 @@ async def run_demo(
                     f"portal now says {emulator.portal().crm.get('company', second)['COMMENTS']!r}"
                 )
 
-                with erp.begin() as conn:
-                    conn.execute(
-                        sa.text(
-                            "UPDATE erp_company SET title = 'Title from the ERP' WHERE b24_id = :id"
-                        ),
-                        {"id": first},
-                    )
-                erp.dispose()
+                demo_sql.erp_edit_company(erp_url, first, "title", "Title from the ERP")
                 emulator.ui_update("crm.company", first, {"TITLE": "Title from the portal"})
                 held = await drainer.drain_until_empty()
-                conflicts = _rows(engine, "SELECT id, entity, b24_id, fields FROM sync_conflict")
+                conflicts = demo_sql.conflicts_seen(engine)
                 report["conflicts"] = len(conflicts)
                 say(
                     f"8. Both sides changed company {first}'s title: {held.conflicts} conflict "
@@ -223,7 +198,7 @@ async def run_demo(
                     out = await asyncio.to_thread(_cli, args, env, workdir)
                     for line in out.rstrip().splitlines():
                         say(f"     {line}")
-                report["resolved"] = _rows(engine, "SELECT status FROM sync_conflict")[0]["status"]
+                report["resolved"] = demo_sql.conflict_statuses(engine)[0]
                 say(
                     f"9. Resolved: the portal's title is now "
                     f"{emulator.portal().crm.get('company', first)['TITLE']!r}, the held "
