@@ -18,7 +18,8 @@ The bound is 50 chained pages x 50 rows per batch request x 2 requests/s = 5,000
 records/s; the table shows records/s and the share of it. Goals: ≥ 90 % without latency
 and ≥ 80 % with 1 s, 50k and 100k records, SQLite and PostgreSQL. Also printed: the REST
 requests the emulator logged and its 503s (the governor must keep them at 0), and the
-peak RSS of this process (the connector side).
+peak RSS of this process (the connector side) during each measurement
+(``bench/peak_rss.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -40,6 +40,7 @@ if str(REPO) not in sys.path:
 import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+from bench import peak_rss  # noqa: E402
 from bench.emulator_process import (  # noqa: E402
     Control,
     control_post,
@@ -65,11 +66,8 @@ RATE, BURST = 2.0, 50
 BOUND = 50 * 50 * RATE  # records/s
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 async def one_run(records: int, latency: float, db: str) -> dict[str, Any]:
+    peak_rss.reset()  # this measurement's peak, not the largest of the script's so far
     mappings = load_mappings(REPO / "mappings")
     only = type(mappings)({"crm.company": mappings.entities["crm.company"]})
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +130,7 @@ async def one_run(records: int, latency: float, db: str) -> dict[str, Any]:
         "of_bound": round(rec_s / BOUND, 3),
         "requests": len(log),
         "http_503": sum(1 for e in log if e.get("status") == 503),
-        "peak_rss_mb": round(peak_rss_mb()),
+        "peak_rss_mb": round(peak_rss.peak_mb()),
         "ok": stats.entities["crm.company"].inserted == records == rows,
     }
 

@@ -8,7 +8,8 @@ For each size, the offline events are bound for our connector, the emulator seed
 many companies as a UI user (one ONCRMCOMPANYADD queue record each), and the timed part
 is ``Drainer.drain_until_empty()`` over HTTP with the connector's rate governor, its
 bucket starting **full** (the steady state after a long outage: every request waits its
-0.5 s). Figures: records/s, REST calls per record (counted at the emulator), 503s seen.
+0.5 s). Figures: records/s, REST calls per record (counted at the emulator), 503s seen,
+and the peak RSS of this process during the measurement (``bench/peak_rss.py``).
 The cycle is two requests whatever the batch size (the clear rides with the next get),
 so the bound is ``limit`` records per second at 2 requests/s; the goals are ≥ 500
 records/s and ≤ 0.005 calls per record at the default ``limit`` 500, ≤ 0.04 at 50.
@@ -32,6 +33,7 @@ if str(REPO) not in sys.path:
 import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+from bench import peak_rss  # noqa: E402
 from bench.emulator_process import (  # noqa: E402
     Control,
     control_post,
@@ -56,6 +58,7 @@ RATE, BURST = 2.0, 50
 
 
 async def one_run(changes: int, limit: int, latency: float, db: str) -> dict[str, Any]:
+    peak_rss.reset()  # this measurement's peak, not the largest of the script's so far
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         with (
@@ -112,6 +115,7 @@ async def one_run(changes: int, limit: int, latency: float, db: str) -> dict[str
         "calls": calls,
         "calls_per_record": round(calls / changes, 4),
         "http_503": sum(1 for e in log if e.get("status") == 503),
+        "peak_rss_mb": round(peak_rss.peak_mb()),
         "ok": stats.inserted == changes == rows and left == 0,
     }
 
@@ -137,7 +141,8 @@ def main() -> None:
             f"{r['backend']:<10} {r['changes']:>6} changes, limit {r['limit']:>3}: "
             f"{r['rec_s']:>5} rec/s ({r['rec_s'] / r['bound_rec_s']:.0%} of {r['bound_rec_s']}), "
             f"{r['calls']} calls = {r['calls_per_record']} per record, "
-            f"{r['http_503']} x 503, {r['seconds']} s{'' if r['ok'] else '  CHECK FAILED'}"
+            f"{r['http_503']} x 503, {r['seconds']} s, peak RSS {r['peak_rss_mb']} MB"
+            f"{'' if r['ok'] else '  CHECK FAILED'}"
         )
     sys.exit(0 if all(r["ok"] for r in results) else 1)
 

@@ -138,13 +138,14 @@ def main() -> None:
         "## Backlog drain (queued changes, real limiter, governor bucket full at start)",
         "",
         "| changes | queue limit | rec/s | of the bound (limit × 1/s) "
-        "| REST calls per record | 503s |",
-        "|---|---|---|---|---|---|",
+        "| REST calls per record | 503s | peak RSS |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in backlog:
         lines.append(
             f"| {r['changes']:,} | {r['limit']} | {r['rec_s']:,} | "
-            f"{pct(r['rec_s'] / r['bound_rec_s'])} | {r['calls_per_record']} | {r['http_503']} |"
+            f"{pct(r['rec_s'] / r['bound_rec_s'])} | {r['calls_per_record']} | {r['http_503']} "
+            f"| {r['peak_rss_mb']} MB |"
         )
     lines += [
         "",

@@ -1,0 +1,44 @@
+"""Peak resident memory of this process, per measurement.
+
+``getrusage``'s ``ru_maxrss`` is the peak over the whole process, so a script measuring
+several sizes one after another would report the largest so far for each. On Linux the
+peak (``VmHWM``) can be reset by writing ``5`` to ``/proc/self/clear_refs``: :func:`reset`
+does that before a measurement and :func:`peak_mb` reads it after. Elsewhere the figure
+is the process's peak so far, and :data:`PER_MEASUREMENT` says so.
+"""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+__all__ = ["PER_MEASUREMENT", "peak_mb", "reset"]
+
+_CLEAR = Path("/proc/self/clear_refs")
+_STATUS = Path("/proc/self/status")
+
+
+def _can_reset() -> bool:
+    try:
+        _CLEAR.write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+PER_MEASUREMENT = _can_reset()
+
+
+def reset() -> None:
+    """Start a new peak (where the kernel allows it)."""
+    if PER_MEASUREMENT:
+        _CLEAR.write_text("5")
+
+
+def peak_mb() -> float:
+    """The peak RSS since :func:`reset` (Linux), else since the process started."""
+    if PER_MEASUREMENT:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
