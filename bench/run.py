@@ -58,6 +58,19 @@ def machine() -> str:
     return f"{platform.node()}: {cpu}, {cpus} CPUs, Python {platform.python_version()}"
 
 
+def calibration_ms() -> float:
+    """A fixed pure-Python workload (JSON and dict churn, like the apply's), best of
+    three: this VM's speed has been seen to differ 2x within a day, so a report gives it
+    at the start and the end, and two reports compare by it."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for i in range(100_000):
+            json.loads(json.dumps({"ID": str(i), "TITLE": f"Company {i}", "N": [i, i + 1]}))
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 def pct(x: float) -> str:
     return f"{x:.0%}"
 
@@ -70,6 +83,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     q = args.quick
+    speed_before = calibration_ms()
     started = time.perf_counter()
     apply_sizes = "1000,5000" if q else "1000,10000,100000"
     applies = [
@@ -94,6 +108,7 @@ def main() -> None:
     peers = run("peers.py", "--records", "5000" if q else "100000")
     timed = run("peers_timed.py", "--records", "5000" if q else "100000", "--latency", "0,1")
     total = time.perf_counter() - started
+    speed_after = calibration_ms()
 
     lines = [
         "# Benchmarks",
@@ -102,6 +117,9 @@ def main() -> None:
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC,",
         f"{machine()}; the whole run took {total:.0f} s. "
         "Regenerate: `.venv/bin/python bench/run.py`.",
+        f"CPU calibration (a fixed pure-Python loop, `calibration_ms` in `bench/run.py`): "
+        f"{speed_before:.0f} ms before the run, {speed_after:.0f} ms after; this VM has "
+        "measured 2× apart within a day, so compare reports by it.",
         "Each line is a ratio to its bound; the scripts' docstrings say how each is measured.",
         "",
         "## Local apply (portal records into the ERP tables, windows of 500)",
