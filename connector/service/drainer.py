@@ -76,14 +76,18 @@ class Drainer(Recovery):
         journal: Journal | None = None,
         peers_alive: Callable[[], bool] | None = None,
         orphan_grace: float = 2.0,
+        record_locks: RecordLocks | None = None,
     ) -> None:
+        """The composition root (``wiring.sync_services``) hands in the writer, the journal
+        and the record locks; the defaults build them the same way, for tests and the
+        benchmarks."""
         self.portal = portal
         self.engine = engine
         self.mappings = mappings
         self.connector_id = connector_id
         self.journal = journal or Journal(engine, connector_id, worker)
         self.peers_alive = peers_alive  # None: no registry, this worker is alone
-        self.record_locks = RecordLocks(engine, connector_id)
+        self.record_locks = record_locks or RecordLocks(engine, connector_id)
         self._unsent: tuple[str, list[int], list[str]] | None = None  # applied, not cleared
         self._capped: int | None = None  # a portal seen returning fewer than asked
         self.orphan_grace = orphan_grace

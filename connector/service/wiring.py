@@ -36,6 +36,7 @@ from connector.settings import Settings, load_settings
 if TYPE_CHECKING:
     from connector.service.drain_types import PortalCalls
     from connector.service.drainer import Drainer
+    from connector.service.holds import Holds
     from connector.service.pusher import Pusher
 
 log = logging.getLogger(__name__)
@@ -157,11 +158,13 @@ async def portal_session(
 
 @dataclass
 class SyncServices:
-    """A drainer and a pusher sharing one writer, under one worker lease."""
+    """A drainer and a pusher sharing one writer, under one worker lease, and the holds
+    released through that drainer."""
 
     drainer: Drainer
     pusher: Pusher
     registry: WorkerRegistry
+    holds: Holds
 
 
 def sync_services(
@@ -175,10 +178,13 @@ def sync_services(
     queue_limit: int,
 ) -> SyncServices:
     """The drainer and the pusher of one worker identity: its journal entries and its
-    outbox claims carry ``registry.id`` (they end with its lease), one writer for both."""
+    outbox claims carry ``registry.id`` (they end with its lease), one writer for both;
+    the drainer's record locks, and the holds it releases."""
+    from connector.adapters.store.db_locks import RecordLocks
     from connector.adapters.store.journal import Journal
     from connector.adapters.store.outbox import OutboxStore
     from connector.service.drainer import Drainer
+    from connector.service.holds import Holds
     from connector.service.pusher import Pusher
 
     drainer = Drainer(
@@ -188,6 +194,7 @@ def sync_services(
         connector_id,
         writer=writer,
         journal=Journal(engine, connector_id, registry.id),
+        record_locks=RecordLocks(engine, connector_id),
         peers_alive=lambda: bool(registry.peers()),
         limit=queue_limit,
     )
@@ -199,7 +206,7 @@ def sync_services(
         writer=writer,
         outbox=OutboxStore(engine, worker=registry.id),
     )
-    return SyncServices(drainer, pusher, registry)
+    return SyncServices(drainer, pusher, registry, Holds(drainer))
 
 
 @asynccontextmanager

@@ -58,7 +58,6 @@ async def _retry(error_id: int | None) -> dict[str, Any]:
     from connector.adapters.store.backlog import open_record_errors
     from connector.adapters.store.record_errors import error_status
     from connector.service import wiring
-    from connector.service.holds import Holds
 
     cfg = wiring.settings()
     mappings = wiring.mappings(cfg)
@@ -79,7 +78,7 @@ async def _retry(error_id: int | None) -> dict[str, Any]:
             wiring.portal_session(cfg, engine) as session,
             wiring.leased_services(cfg, engine, mappings, session.client) as services,
         ):
-            stats = await Holds(services.drainer).retry_errors(ids, force=True)
+            stats = await services.holds.retry_errors(ids, force=True)
         with engine.connect() as conn:
             after = open_record_errors(conn)
         return {"records": stats.records, "fixed": int(before) - int(after), "open": int(after)}

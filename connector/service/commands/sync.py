@@ -51,7 +51,6 @@ async def sync_once() -> tuple[DrainStats, PushStats]:
     """Bind, resume, then drain the queue and push the outbox until both are empty."""
     from connector.service import wiring
     from connector.service.bindings import ensure_bindings
-    from connector.service.holds import Holds
     from connector.service.pusher import PushStats
     from connector.service.reconcile import note_bindings, run_pending
 
@@ -65,8 +64,7 @@ async def sync_once() -> tuple[DrainStats, PushStats]:
         ):
             report = await ensure_bindings(session.client, mappings, cfg.connector_id)
             await asyncio.to_thread(note_bindings, engine, mappings, report.bound)
-            drainer, pusher = services.drainer, services.pusher
-            holds = Holds(drainer)
+            drainer, pusher, holds = services.drainer, services.pusher, services.holds
             total = await drainer.resume()
             total.add(await holds.sweep())
             await run_pending(session.client, engine, mappings, cfg.connector_id)
