@@ -1,7 +1,10 @@
 """The composition root: settings in, ready-to-use adapters and services out.
 
 Every CLI verb and the worker build what they need here, so construction happens in one
-place and nothing is built at import time.
+place and nothing is built at import time: the engine, the mappings, the writer, the
+portal session, per worker identity the drainer (its journal and record locks), the
+pusher (its outbox claims) and the holds (:func:`sync_services`), and for ``run`` the
+worker with its listener lock, peer wakes and Push&Pull listeners (:func:`worker`).
 """
 
 from __future__ import annotations
@@ -9,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy import Engine
@@ -34,10 +37,15 @@ from connector.errors import ConfigError
 from connector.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from connector.adapters.pull_listener import GetConfig, PullListener
     from connector.service.drain_types import PortalCalls
     from connector.service.drainer import Drainer
+    from connector.service.health import Metrics
     from connector.service.holds import Holds
     from connector.service.pusher import Pusher
+    from connector.service.worker import Worker
+    from connector.service.worker_peers import ListenerFactory
+    from connector.service.worker_upkeep import Keep, WorkerPortal
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +215,88 @@ def sync_services(
         outbox=OutboxStore(engine, worker=registry.id),
     )
     return SyncServices(drainer, pusher, registry, Holds(drainer))
+
+
+def pull_listeners(
+    http: httpx.AsyncClient, connector_id: str, options: Mapping[str, Any] | None = None
+) -> ListenerFactory:
+    """Push&Pull listeners on the session's HTTP client: the worker makes one each time it
+    takes the listener lock, with its own hooks (``options``: ``PullListener``'s tuning)."""
+    from connector.adapters.pull_listener import PullListener
+
+    tuning = dict(options or {})
+
+    def listener(
+        *, get_config: GetConfig, wake: Callable[[str], object], on_connect: Callable[[], None]
+    ) -> PullListener:
+        return PullListener(
+            get_config=get_config,
+            connector_id=connector_id,
+            wake=wake,
+            http=http,
+            on_connect=on_connect,
+            **tuning,
+        )
+
+    return listener
+
+
+def worker(
+    client: WorkerPortal,
+    http: httpx.AsyncClient,
+    engine: Engine,
+    mappings: MappingSet,
+    connector_id: str,
+    *,
+    registry: WorkerRegistry | None = None,
+    writer: ErpWriter | None = None,
+    queue_limit: int | None = None,
+    metrics: Metrics | None = None,
+    listener_options: Mapping[str, Any] | None = None,
+    poll_interval: float = 60.0,
+    push_interval: float = 1.0,
+    listen: bool = True,
+    health: tuple[str, int] | None = None,
+    keep: Keep | None = None,
+) -> Worker:
+    """``run``'s worker and everything it works with: its registry (a lease of its own
+    unless given), the drainer, pusher and holds of that identity (:func:`sync_services`),
+    the listener lock, the peer wakes (PostgreSQL) and the Push&Pull listeners."""
+    from connector.adapters.store.db_locks import ListenerLock
+    from connector.adapters.store.peer_wake import PeerWake
+    from connector.service.drain_types import QUEUE_LIMIT
+    from connector.service.health import Metrics
+    from connector.service.worker import Worker
+
+    registry = registry or WorkerRegistry(engine, connector_id)
+    services = sync_services(
+        client,
+        engine,
+        mappings,
+        connector_id,
+        registry,
+        writer=writer or ErpWriter(mappings),
+        queue_limit=QUEUE_LIMIT if queue_limit is None else queue_limit,
+    )
+    return Worker(
+        client,
+        engine,
+        mappings,
+        connector_id,
+        drainer=services.drainer,
+        pusher=services.pusher,
+        holds=services.holds,
+        registry=services.registry,
+        listener_lock=ListenerLock(engine, connector_id),
+        peer_wake=PeerWake(engine, connector_id),
+        listeners=pull_listeners(http, connector_id, listener_options),
+        metrics=metrics or Metrics(),
+        poll_interval=poll_interval,
+        push_interval=push_interval,
+        listen=listen,
+        health=health,
+        keep=keep,
+    )
 
 
 @asynccontextmanager

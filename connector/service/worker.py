@@ -32,7 +32,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -43,7 +43,6 @@ from connector.adapters.pull_listener import PullListener
 from connector.adapters.safety_poll import SafetyPoll
 from connector.adapters.store.db_errors import store_error
 from connector.adapters.store.db_locks import ListenerLock
-from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.peer_wake import PeerWake
 from connector.adapters.store.workers import WorkerRegistry
 from connector.core.mapping_model import MappingSet
@@ -55,14 +54,14 @@ from connector.errors import (
     StoreError,
 )
 from connector.service.bindings import ensure_bindings
-from connector.service.drain_types import QUEUE_LIMIT
+from connector.service.drainer import Drainer
 from connector.service.health import HealthServer, Metrics
 from connector.service.holds import Holds
+from connector.service.pusher import Pusher
 from connector.service.reconcile import note_bindings
-from connector.service.wiring import SyncServices, sync_services
 from connector.service.worker_counts import count_drain
 from connector.service.worker_loops import WorkerStats, WorkLoops
-from connector.service.worker_peers import PeerTasks
+from connector.service.worker_peers import ListenerFactory, PeerTasks
 from connector.service.worker_upkeep import Keep, UpkeepTasks, WorkerPortal
 
 log = logging.getLogger("connector.worker")
@@ -72,56 +71,44 @@ class Worker(PeerTasks, UpkeepTasks, WorkLoops):
     def __init__(
         self,
         client: WorkerPortal,
-        http: httpx.AsyncClient,
         engine: Engine,
         mappings: MappingSet,
         connector_id: str,
         *,
+        drainer: Drainer,
+        pusher: Pusher,
+        holds: Holds,
+        registry: WorkerRegistry,
+        listener_lock: ListenerLock,
+        peer_wake: PeerWake,
+        listeners: ListenerFactory,
+        metrics: Metrics,
         poll_interval: float = 60.0,
         push_interval: float = 1.0,
         listen: bool = True,
-        listener_options: Mapping[str, Any] | None = None,
-        writer: ErpWriter | None = None,
-        metrics: Metrics | None = None,
         health: tuple[str, int] | None = None,
-        registry: WorkerRegistry | None = None,
-        queue_limit: int = QUEUE_LIMIT,
         keep: Keep | None = None,
-        services: SyncServices | None = None,
     ) -> None:
-        """``services`` (the composition root's, ``wiring.sync_services``) brings the
-        drainer, the pusher and the registry; without it they are built the same way
-        from ``writer``, ``registry`` and ``queue_limit``."""
+        """Every collaborator comes from the composition root (``wiring.worker``): the
+        drainer, the pusher and the holds of one worker identity (``registry``), the
+        listener lock, the peer wakes, the Push&Pull listeners and the metrics."""
         self.client = client
-        self.http = http
         self.engine = engine
         self.mappings = mappings
         self.connector_id = connector_id
         self.poll_interval = poll_interval
         self.listen = listen
-        self.listener_options = dict(listener_options or {})
         self.push_interval = push_interval
         self.keep = keep or Keep()
-        self.registry = (
-            services.registry if services else registry or WorkerRegistry(engine, connector_id)
-        )
-        self.listener_lock = ListenerLock(engine, connector_id)
-        self.peer_wake = PeerWake(engine, connector_id)
-        parts = services or sync_services(
-            client,
-            engine,
-            mappings,
-            connector_id,
-            self.registry,
-            writer=writer or ErpWriter(mappings),
-            queue_limit=queue_limit,
-        )
-        self.registry = parts.registry
-        self.drainer, self.pusher = parts.drainer, parts.pusher
-        self.holds = Holds(self.drainer)
+        self.registry = registry
+        self.listener_lock = listener_lock
+        self.peer_wake = peer_wake
+        self.listeners = listeners
+        self.drainer, self.pusher = drainer, pusher
+        self.holds = holds
         self.turns = asyncio.Lock()
         self.fatal = None
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics
         self.health = health
         self.state = "starting"
         self.db_failures = 0

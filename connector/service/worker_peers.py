@@ -4,7 +4,9 @@
   :meth:`PeerTasks._keep_lease` renewing it and noticing peers whose lease expired (their
   reservations are resumed on the next wake);
 * the Push&Pull listener lock: only its holder connects
-  (:meth:`PeerTasks._listen_while_holding_lock`); the others try for it every few seconds;
+  (:meth:`PeerTasks._listen_while_holding_lock`, a listener from the composition root's
+  :class:`ListenerFactory` each time it takes the lock); the others try for it every few
+  seconds;
 * peer wakes on PostgreSQL: the holder passes each push on with ``NOTIFY``
   (:meth:`PeerTasks._pushed`), the others ``LISTEN`` (:meth:`PeerTasks._hear_peers`).
 """
@@ -14,13 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
-import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
-from connector.adapters.pull_listener import PullListener
+from connector.adapters.pull_listener import GetConfig, PullListener
 from connector.adapters.safety_poll import SafetyPoll
 from connector.adapters.store.db_errors import store_error
 from connector.adapters.store.db_locks import ListenerLock
@@ -28,18 +29,30 @@ from connector.adapters.store.peer_wake import PeerWake
 from connector.adapters.store.workers import WorkerRegistry
 from connector.service.worker_upkeep import WorkerPortal
 
-__all__ = ["PeerTasks"]
+__all__ = ["ListenerFactory", "PeerTasks"]
 
 log = logging.getLogger("connector.worker")
+
+
+class ListenerFactory(Protocol):
+    """A new Push&Pull listener wired to the worker's hooks (``wiring.pull_listeners``
+    closes over the HTTP client, the connector ID and the listener's options)."""
+
+    def __call__(
+        self,
+        *,
+        get_config: GetConfig,
+        wake: Callable[[str], object],
+        on_connect: Callable[[], None],
+    ) -> PullListener: ...
 
 
 class PeerTasks:
     """Lease, listener lock and peer wakes; the state lives on the worker."""
 
     client: WorkerPortal
-    http: httpx.AsyncClient
     connector_id: str
-    listener_options: dict[str, Any]
+    listeners: ListenerFactory
     registry: WorkerRegistry
     listener_lock: ListenerLock
     peer_wake: PeerWake
@@ -123,13 +136,8 @@ class PeerTasks:
                         await asyncio.wait_for(self.stopping.wait(), timeout=retry)
                     continue
                 log.info("holding the Push&Pull listener lock", extra={"worker": self.registry.id})
-                listener = PullListener(
-                    get_config=self._get_config,
-                    connector_id=self.connector_id,
-                    wake=self._pushed,
-                    http=self.http,
-                    on_connect=poll.restart,
-                    **self.listener_options,
+                listener = self.listeners(
+                    get_config=self._get_config, wake=self._pushed, on_connect=poll.restart
                 )
                 self.listener = listener
                 listening = asyncio.create_task(listener.run(), name="pull-listener")

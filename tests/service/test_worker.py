@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from connector.adapters.store.tokens import TokenStore
 from connector.core.oauth_tokens import parse_token_answer
 from connector.emulator.app import Emulator
 from connector.emulator.server import ServerThread
+from connector.service import wiring
 from connector.service.worker import Worker
 from tests.service.drain_harness import CONNECTOR, REPO, StaticToken
 
@@ -76,7 +78,7 @@ async def test_a_push_wakes_the_drain_and_stop_is_clean(worker_env: WorkerEnv) -
     """With the safety poll an hour away, a UI change still reaches the ERP: the
     event_offline push woke the drain. stop() then ends run() normally."""
     emulator, engine, client, http = worker_env
-    worker = Worker(
+    worker = wiring.worker(
         client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR, poll_interval=3600
     )
     task = asyncio.create_task(worker.run())
@@ -94,7 +96,7 @@ async def test_a_push_wakes_the_drain_and_stop_is_clean(worker_env: WorkerEnv) -
 async def test_without_push_the_safety_poll_drains(worker_env: WorkerEnv) -> None:
     """No listener at all: the safety poll alone picks the change up."""
     emulator, engine, client, http = worker_env
-    worker = Worker(
+    worker = wiring.worker(
         client,
         http,
         engine,
@@ -118,7 +120,7 @@ async def test_a_failed_drain_is_retried_and_its_locks_resumed(worker_env: Worke
     """A batch that fails after reserving (500s on the fetch) is resumed on the next wake."""
     emulator, engine, client, http = worker_env
     client.retry = RetryPolicy(attempts=1)
-    worker = Worker(
+    worker = wiring.worker(
         client,
         http,
         engine,
@@ -199,7 +201,7 @@ async def test_a_plan_downgrade_stops_the_worker_with_its_reason(worker_env: Wor
     from connector.errors import FatalPortalError
 
     emulator, engine, client, http = worker_env
-    worker = Worker(
+    worker = wiring.worker(
         client,
         http,
         engine,
@@ -215,19 +217,20 @@ async def test_a_plan_downgrade_stops_the_worker_with_its_reason(worker_env: Wor
         await asyncio.wait_for(task, 15)
 
 
-class Flaky(Worker):
-    """A worker whose push task dies: first of something transient, then of a bug."""
+def flaky(worker: Worker, deaths: list[BaseException]) -> Any:
+    """The worker (built by the composition root) with a push task that dies: first of
+    something transient, then of a bug; ``starts`` counts its starts."""
+    flaky_worker: Any = worker
+    flaky_worker.deaths, flaky_worker.starts = deaths, 0
 
-    def __init__(self, *args: object, deaths: list[BaseException], **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.deaths = deaths
-        self.starts = 0
+    async def push_loop() -> None:
+        flaky_worker.starts += 1
+        if flaky_worker.deaths:
+            raise flaky_worker.deaths.pop(0)
+        await worker.stopping.wait()
 
-    async def _push_loop(self) -> None:
-        self.starts += 1
-        if self.deaths:
-            raise self.deaths.pop(0)
-        await self.stopping.wait()
+    flaky_worker._push_loop = push_loop
+    return flaky_worker
 
 
 async def test_a_task_that_dies_of_something_transient_is_restarted(
@@ -236,14 +239,16 @@ async def test_a_task_that_dies_of_something_transient_is_restarted(
     """The push task fails with a connection error: restarted with back-off, the worker
     keeps running and stops cleanly when asked."""
     _emulator, engine, client, http = worker_env
-    worker = Flaky(
-        client,
-        http,
-        engine,
-        load_mappings(REPO / "mappings"),
-        CONNECTOR,
-        poll_interval=0.2,
-        listen=False,
+    worker = flaky(
+        wiring.worker(
+            client,
+            http,
+            engine,
+            load_mappings(REPO / "mappings"),
+            CONNECTOR,
+            poll_interval=0.2,
+            listen=False,
+        ),
         deaths=[ConnectionResetError("reset")],
     )
     task = asyncio.create_task(worker.run())
@@ -261,14 +266,16 @@ async def test_a_task_that_dies_of_a_bug_stops_the_worker_naming_it(
     from connector.errors import ConnectorError
 
     _emulator, engine, client, http = worker_env
-    worker = Flaky(
-        client,
-        http,
-        engine,
-        load_mappings(REPO / "mappings"),
-        CONNECTOR,
-        poll_interval=0.2,
-        listen=False,
+    worker = flaky(
+        wiring.worker(
+            client,
+            http,
+            engine,
+            load_mappings(REPO / "mappings"),
+            CONNECTOR,
+            poll_interval=0.2,
+            listen=False,
+        ),
         deaths=[KeyError("oops")],
     )
     with pytest.raises(ConnectorError, match="pusher died: KeyError"):
@@ -289,7 +296,7 @@ async def test_a_portal_away_at_start_up_is_waited_for_and_a_stop_is_immediate(
     migrate.upgrade(engine)
     async with httpx.AsyncClient() as http:
         client = RestClient(http, f"{dead}/rest/", connector_id=CONNECTOR, auth=StaticToken("t"))
-        worker = Worker(client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR)
+        worker = wiring.worker(client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR)
         task = asyncio.create_task(worker.run())
         await asyncio.sleep(1.0)
         assert not task.done() and worker.current_state() == "starting"
@@ -320,7 +327,9 @@ async def test_the_worker_prunes_old_journal_entries_as_it_starts(worker_env: Wo
                 updated_at=old,
             )
         )
-    worker = Worker(client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR, listen=False)
+    worker = wiring.worker(
+        client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR, listen=False
+    )
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(worker.ready.wait(), 15)
 
@@ -347,7 +356,7 @@ async def test_the_worker_prunes_on_its_interval_with_the_keep_it_was_given(
 
     _emulator, engine, client, http = worker_env
     keep = Keep(journal=timedelta(seconds=1.5), every=0.2)
-    worker = Worker(
+    worker = wiring.worker(
         client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR, listen=False, keep=keep
     )
     task = asyncio.create_task(worker.run())
@@ -396,7 +405,7 @@ async def test_records_a_resume_finishes_count_as_synced_in_the_metrics(
 
     with pytest.raises(RuntimeError):
         await Drainer(client, engine, mappings, CONNECTOR, checkpoint=die).drain_until_empty()
-    worker = Worker(client, http, engine, mappings, CONNECTOR, listen=False)
+    worker = wiring.worker(client, http, engine, mappings, CONNECTOR, listen=False)
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(worker.ready.wait(), 15)
     await eventually(lambda: titles(engine) == ["Reserved, then a kill"])

@@ -21,7 +21,7 @@ from connector.adapters.rest_client import RestClient
 from connector.adapters.store.database import make_engine
 from connector.emulator.app import Emulator
 from connector.emulator.server import ServerThread
-from connector.service.worker import Worker
+from connector.service import wiring
 from tests.service.drain_harness import CONNECTOR, REPO, StaticToken
 from tests.service.test_worker import eventually, served
 
@@ -101,7 +101,7 @@ async def test_the_worker_rides_out_database_faults_and_converges(
     """Three rounds of portal changes, each with the database cut (or locked) while the
     worker drains: it keeps running, says why it waits, and ends with every company once."""
     emulator, engine, client, http, cut = rig
-    worker = Worker(
+    worker = wiring.worker(
         client,
         http,
         engine,

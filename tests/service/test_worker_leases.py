@@ -23,8 +23,8 @@ from connector.adapters.store.workers import WorkerRegistry
 from connector.emulator.app import Emulator
 from connector.emulator.server import ServerThread
 from connector.errors import PortalError
+from connector.service import wiring
 from connector.service.drainer import Drainer
-from connector.service.worker import Worker
 from tests.service.drain_harness import (
     BASE,
     CONNECTOR,
@@ -199,7 +199,7 @@ async def test_a_running_worker_recovers_a_lost_get_well_before_its_safety_poll(
     transport = DropFirstReserve(httpx.AsyncHTTPTransport())
     async with httpx.AsyncClient(transport=transport, base_url=base) as http:
         client = RestClient(http, f"{base}/rest/", connector_id=CONNECTOR, auth=plain.auth)
-        worker = Worker(
+        worker = wiring.worker(
             client,
             http,
             engine,
@@ -240,7 +240,8 @@ async def test_on_postgresql_the_listener_holder_wakes_its_peers_through_notify(
             auth=StaticToken(creds["access_token"]),
         )
         workers = [
-            Worker(client, http, engine, mappings, CONNECTOR, poll_interval=3600) for _ in range(2)
+            wiring.worker(client, http, engine, mappings, CONNECTOR, poll_interval=3600)
+            for _ in range(2)
         ]
         tasks = [asyncio.create_task(w.run()) for w in workers]
         try:
@@ -269,10 +270,10 @@ async def test_a_second_worker_on_sqlite_says_in_one_line_that_sqlite_is_single_
 ) -> None:
     _, engine, client, http = worker_env
     mappings = load_mappings(REPO / "mappings")
-    first = Worker(client, http, engine, mappings, CONNECTOR, listen=False)
+    first = wiring.worker(client, http, engine, mappings, CONNECTOR, listen=False)
     await first._register()
     assert "single-worker" not in caplog.text
-    second = Worker(client, http, engine, mappings, CONNECTOR, listen=False)
+    second = wiring.worker(client, http, engine, mappings, CONNECTOR, listen=False)
     await second._register()
     [line] = [r.getMessage() for r in caplog.records if "single-worker" in r.getMessage()]
     assert first.registry.id in line and "PostgreSQL" in line

@@ -17,7 +17,7 @@ async def run_worker(
     from connector.service import wiring
     from connector.service.health import Metrics
     from connector.service.logs import configure
-    from connector.service.worker import Worker, install_signal_handlers
+    from connector.service.worker import install_signal_handlers
     from connector.service.worker_upkeep import Keep
 
     cfg = wiring.settings()
@@ -29,28 +29,20 @@ async def run_worker(
     try:
         metrics = Metrics(engine)
         async with wiring.portal_session(cfg, engine, observer=metrics.observe_request) as session:
-            registry = WorkerRegistry(engine, cfg.connector_id, lease_s=cfg.worker_lease)
-            services = wiring.sync_services(
-                session.client,
-                engine,
-                mappings,
-                cfg.connector_id,
-                registry,
-                writer=wiring.erp_writer(cfg, mappings),
-                queue_limit=cfg.queue_limit,
-            )
-            worker = Worker(
+            worker = wiring.worker(
                 session.client,
                 session.http,
                 engine,
                 mappings,
                 cfg.connector_id,
+                registry=WorkerRegistry(engine, cfg.connector_id, lease_s=cfg.worker_lease),
+                writer=wiring.erp_writer(cfg, mappings),
+                queue_limit=cfg.queue_limit,
+                metrics=metrics,
                 poll_interval=poll_interval,
                 push_interval=push_interval,
                 listen=listen,
-                metrics=metrics,
                 health=health,
-                services=services,
                 keep=Keep(
                     journal=timedelta(hours=cfg.journal_keep_hours),
                     outbox=timedelta(days=cfg.outbox_keep_days),
