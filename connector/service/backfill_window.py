@@ -32,18 +32,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from connector.adapters.store.cursors import write_cursor
 from connector.adapters.store.database import write_transaction
 from connector.adapters.store.db_locks import RecordLocks
 from connector.adapters.store.erp_writer import ErpWriter
 from connector.adapters.store.journal import batches_since
-from connector.adapters.store.tables import sync_link
+from connector.adapters.store.link_sets import as_utc, links_written_since, live_links_between
 from connector.adapters.store.unconfirmed_adds import without_unconfirmed_adds
 from connector.core.id_window import row_id
 from connector.core.mapping_model import EntityMapping, MappingSet
@@ -53,7 +53,6 @@ __all__ = ["EntityStats", "WindowApplier"]
 
 log = logging.getLogger(__name__)
 
-LINK_CHUNK = 500  # IDs per IN (...) when reading links; far below every backend's limit
 APPLY_ATTEMPTS = 3  # a window lost to a concurrent writer's unique key is re-applied
 
 Covers = tuple[int, int]
@@ -91,10 +90,6 @@ class EntityStats:
         for name in ("records", *self.COUNTED, "windows"):
             setattr(self, name, getattr(self, name) + getattr(window, name))
         self.last_id = max(self.last_id, window.last_id)
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class WindowApplier:
@@ -151,7 +146,7 @@ class WindowApplier:
                     return self._apply_once(
                         mapping, rows, read_at, covers, set(present), cursor, cursor_to, only
                     )
-                except sa.exc.IntegrityError:
+                except IntegrityError:
                     # a concurrent drainer inserted a link first; its row is fresher and
                     # the next attempt sees it (and skips that record)
                     if attempt == APPLY_ATTEMPTS:
@@ -233,23 +228,10 @@ class WindowApplier:
 
     def _gone(self, conn: Connection, entity: str, covers: Covers, seen: set[int]) -> list[int]:
         """Linked, live IDs inside ``covers`` that the read did not return."""
-        lo, hi = covers
-        if hi <= lo:
-            return []
-        query = (
-            sa.select(sync_link.c.b24_id)
-            .where(
-                sync_link.c.entity == entity,
-                sync_link.c.deleted.is_(False),
-                sync_link.c.b24_id > lo,
-                sync_link.c.b24_id <= hi,
-            )
-            .order_by(sync_link.c.b24_id)
-        )
-        return [int(b24_id) for (b24_id,) in conn.execute(query) if int(b24_id) not in seen]
+        return [i for i in live_links_between(conn, entity, *covers) if i not in seen]
 
     def _cutoff(self, read_at: datetime) -> datetime:
-        cutoff = _as_utc(read_at)
+        cutoff = as_utc(read_at)
         if self._second_precision:
             cutoff = cutoff.replace(microsecond=0)
         return cutoff
@@ -262,17 +244,7 @@ class WindowApplier:
         covers a drain that found the state equal to its base and so left the link
         alone (a change and its undo while the window was in flight)."""
         fresh = self._drained_since(conn, entity, cutoff)
-        for start in range(0, len(ids), LINK_CHUNK):
-            chunk = ids[start : start + LINK_CHUNK]
-            query = (
-                sa.select(sync_link.c.b24_id, sync_link.c.updated_at)
-                .where(sync_link.c.entity == entity, sync_link.c.b24_id.in_(chunk))
-                .with_for_update()
-            )
-            for b24_id, updated_at in conn.execute(query):
-                if updated_at is not None and _as_utc(updated_at) >= cutoff:
-                    fresh.add(int(b24_id))
-        return fresh
+        return fresh | links_written_since(conn, entity, ids, cutoff)
 
     def _drained_since(self, conn: Connection, entity: str, cutoff: datetime) -> set[int]:
         drained: set[int] = set()

@@ -35,11 +35,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from connector.adapters.store.cursors import write_cursor
-from connector.adapters.store.tables import sync_cursor, sync_link
+from connector.adapters.store.cursors import cursors_named, finish_cursor, write_cursor
+from connector.adapters.store.link_sets import ever_linked, unlinked
 from connector.adapters.store.unconfirmed_adds import ORIGIN_CODES
 from connector.core.batch_commands import MAX_COMMANDS, Command, CommandOutcome
 from connector.core.id_window import PAGE_SIZE, IdWindow, page_rows, row_id
@@ -184,7 +183,7 @@ class Reconciler:
                     self.window.apply, mapping, [], read_at, covers=span, present=ids
                 )
                 stats.applied.merge(done)
-                missing += await asyncio.to_thread(self._unlinked, mapping.entity, ids)
+                missing += await asyncio.to_thread(unlinked, self.engine, mapping.entity, ids)
         finally:
             closer = getattr(pages, "aclose", None)
             if closer is not None:
@@ -194,23 +193,6 @@ class Reconciler:
                 await apply_tail(self.portal, self.window, mapping, covered, probed_at)
             )
         return missing
-
-    def _unlinked(self, entity: str, ids: Sequence[int]) -> list[int]:
-        with self.engine.connect() as conn:
-            linked: set[int] = set()
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                linked.update(
-                    int(i)
-                    for i in conn.execute(
-                        sa.select(sync_link.c.b24_id).where(
-                            sync_link.c.entity == entity,
-                            sync_link.c.deleted.is_(False),
-                            sync_link.c.b24_id.in_(chunk),
-                        )
-                    ).scalars()
-                )
-        return [i for i in ids if i not in linked]
 
     async def _load(
         self, mapping: EntityMapping, ids: Sequence[int], stats: ReconcileStats
@@ -262,33 +244,10 @@ class Reconciler:
             read_at = self.now()
 
     def _finish(self, entity: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                sync_cursor.update()
-                .where(sync_cursor.c.name == f"{RECONCILE_PREFIX}{entity}")
-                .values(finished=True, updated_at=self.now())
-            )
+        finish_cursor(self.engine, f"{RECONCILE_PREFIX}{entity}", now=self.now())
 
 
 # --- scheduling: bindings found missing at start-up ------------------------------------------
-
-
-def _cursor_rows(engine: Engine, prefix: str) -> dict[str, tuple[str | None, bool]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(sync_cursor.c.name, sync_cursor.c.value, sync_cursor.c.finished).where(
-                sync_cursor.c.name.like(f"{prefix}%")
-            )
-        ).all()
-    return {str(name)[len(prefix) :]: (value, bool(done)) for name, value, done in rows}
-
-
-def _synced_before(engine: Engine, entity: str) -> bool:
-    with engine.connect() as conn:
-        found = conn.execute(
-            sa.select(sync_link.c.b24_id).where(sync_link.c.entity == entity).limit(1)
-        ).first()
-    return found is not None
 
 
 def note_bindings(
@@ -298,13 +257,13 @@ def note_bindings(
     place, and schedule a reconcile for every entity synced before whose events had to
     be bound again (their queue events in between are lost). Returns those entities."""
     at = now or _utc_now()
-    seen = _cursor_rows(engine, BINDINGS_PREFIX)
+    seen = cursors_named(engine, BINDINGS_PREFIX)
     owed = pending(engine)  # a reconcile still owed keeps its earlier start
     bound_now = {e.upper() for e in bound}
     gaps: dict[str, list[str]] = {}
     for mapping in mappings:
         rebound = sorted(set(mapping.event_names()) & bound_now)
-        if rebound and _synced_before(engine, mapping.entity):
+        if rebound and ever_linked(engine, mapping.entity):
             gaps[mapping.entity] = rebound
     scheduled: list[str] = []
     with engine.begin() as conn:
@@ -344,7 +303,7 @@ def earliest(a: datetime | None, b: datetime | None) -> datetime | None:
 def pending(engine: Engine) -> dict[str, datetime | None]:
     """Scheduled reconciles not finished yet: entity → the gap's start (``None``: IDs only)."""
     out: dict[str, datetime | None] = {}
-    for entity, (value, done) in _cursor_rows(engine, RECONCILE_PREFIX).items():
+    for entity, (value, done) in cursors_named(engine, RECONCILE_PREFIX).items():
         if not done:
             out[entity] = datetime.fromisoformat(value) if value else None
     return out

@@ -17,7 +17,14 @@ from sqlalchemy import Connection, Engine
 from connector.adapters.store.tables import sync_cursor
 from connector.errors import ConfigError
 
-__all__ = ["IdCursor", "finish_id_cursor", "open_id_cursor", "write_cursor"]
+__all__ = [
+    "IdCursor",
+    "cursors_named",
+    "finish_cursor",
+    "finish_id_cursor",
+    "open_id_cursor",
+    "write_cursor",
+]
 
 
 @dataclass(frozen=True)
@@ -73,3 +80,25 @@ def finish_id_cursor(engine: Engine, name: str, last_id: int, *, now: datetime) 
     """The load ``name`` is done, up to ``last_id``."""
     with engine.begin() as conn:
         write_cursor(conn, name, last_id, finished=True, now=now)
+
+
+def finish_cursor(engine: Engine, name: str, *, now: datetime) -> None:
+    """Mark the cursor ``name`` finished, keeping its value (no row: nothing to do)."""
+    with engine.begin() as conn:
+        conn.execute(
+            sync_cursor.update()
+            .where(sync_cursor.c.name == name)
+            .values(finished=True, updated_at=now)
+        )
+
+
+def cursors_named(engine: Engine, prefix: str) -> dict[str, tuple[str | None, bool]]:
+    """Every cursor whose name starts with ``prefix``: the rest of its name → (value,
+    finished)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(sync_cursor.c.name, sync_cursor.c.value, sync_cursor.c.finished).where(
+                sync_cursor.c.name.like(f"{prefix}%")
+            )
+        ).all()
+    return {str(name)[len(prefix) :]: (value, bool(done)) for name, value, done in rows}
