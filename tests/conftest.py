@@ -11,8 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.databases import ServerDatabase, selected_backends, server_database, wipe
+
+# Every property test, on a loaded 2-core machine (CI runs two processes): no per-example
+# deadline and no "input generation is slow" health check; a test's own @settings keeps
+# these unless it names them.
+settings.register_profile(
+    "suite", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+settings.load_profile("suite")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
