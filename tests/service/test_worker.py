@@ -44,6 +44,13 @@ async def eventually(check: Callable[[], bool], limit: float = 15.0) -> None:
             await asyncio.sleep(0.02)
 
 
+def built(client: Any, http: Any, engine: sa.Engine, **options: Any) -> Worker:
+    """A worker as `run` builds it, on the shipped mappings and the test connector."""
+    return wiring.worker(
+        client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR, **options
+    )
+
+
 def titles(engine: sa.Engine) -> list[str]:
     with engine.connect() as conn:
         return list(
@@ -78,9 +85,7 @@ async def test_a_push_wakes_the_drain_and_stop_is_clean(worker_env: WorkerEnv) -
     """With the safety poll an hour away, a UI change still reaches the ERP: the
     event_offline push woke the drain. stop() then ends run() normally."""
     emulator, engine, client, http = worker_env
-    worker = wiring.worker(
-        client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR, poll_interval=3600
-    )
+    worker = built(client, http, engine, poll_interval=3600)
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(worker.ready.wait(), 15)
     await eventually(lambda: worker.listener is not None and worker.listener.stats.connects > 0)
@@ -96,15 +101,7 @@ async def test_a_push_wakes_the_drain_and_stop_is_clean(worker_env: WorkerEnv) -
 async def test_without_push_the_safety_poll_drains(worker_env: WorkerEnv) -> None:
     """No listener at all: the safety poll alone picks the change up."""
     emulator, engine, client, http = worker_env
-    worker = wiring.worker(
-        client,
-        http,
-        engine,
-        load_mappings(REPO / "mappings"),
-        CONNECTOR,
-        poll_interval=0.2,
-        listen=False,
-    )
+    worker = built(client, http, engine, poll_interval=0.2, listen=False)
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(worker.ready.wait(), 15)
     await eventually(lambda: worker.stats.drains >= 1)  # the start-up wake is spent
@@ -120,15 +117,7 @@ async def test_a_failed_drain_is_retried_and_its_locks_resumed(worker_env: Worke
     """A batch that fails after reserving (500s on the fetch) is resumed on the next wake."""
     emulator, engine, client, http = worker_env
     client.retry = RetryPolicy(attempts=1)
-    worker = wiring.worker(
-        client,
-        http,
-        engine,
-        load_mappings(REPO / "mappings"),
-        CONNECTOR,
-        poll_interval=0.2,
-        listen=False,
-    )
+    worker = built(client, http, engine, poll_interval=0.2, listen=False)
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(worker.ready.wait(), 15)
     emulator.set_faults(fail_methods={"batch": None})  # 500 until cleared
@@ -201,15 +190,7 @@ async def test_a_plan_downgrade_stops_the_worker_with_its_reason(worker_env: Wor
     from connector.errors import FatalPortalError
 
     emulator, engine, client, http = worker_env
-    worker = wiring.worker(
-        client,
-        http,
-        engine,
-        load_mappings(REPO / "mappings"),
-        CONNECTOR,
-        poll_interval=0.2,
-        listen=False,
-    )
+    worker = built(client, http, engine, poll_interval=0.2, listen=False)
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(worker.ready.wait(), 15)
     emulator.set_plan("basic")
@@ -240,15 +221,7 @@ async def test_a_task_that_dies_of_something_transient_is_restarted(
     keeps running and stops cleanly when asked."""
     _emulator, engine, client, http = worker_env
     worker = flaky(
-        wiring.worker(
-            client,
-            http,
-            engine,
-            load_mappings(REPO / "mappings"),
-            CONNECTOR,
-            poll_interval=0.2,
-            listen=False,
-        ),
+        built(client, http, engine, poll_interval=0.2, listen=False),
         deaths=[ConnectionResetError("reset")],
     )
     task = asyncio.create_task(worker.run())
@@ -267,15 +240,7 @@ async def test_a_task_that_dies_of_a_bug_stops_the_worker_naming_it(
 
     _emulator, engine, client, http = worker_env
     worker = flaky(
-        wiring.worker(
-            client,
-            http,
-            engine,
-            load_mappings(REPO / "mappings"),
-            CONNECTOR,
-            poll_interval=0.2,
-            listen=False,
-        ),
+        built(client, http, engine, poll_interval=0.2, listen=False),
         deaths=[KeyError("oops")],
     )
     with pytest.raises(ConnectorError, match="pusher died: KeyError"):
@@ -296,7 +261,7 @@ async def test_a_portal_away_at_start_up_is_waited_for_and_a_stop_is_immediate(
     migrate.upgrade(engine)
     async with httpx.AsyncClient() as http:
         client = RestClient(http, f"{dead}/rest/", connector_id=CONNECTOR, auth=StaticToken("t"))
-        worker = wiring.worker(client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR)
+        worker = built(client, http, engine)
         task = asyncio.create_task(worker.run())
         await asyncio.sleep(1.0)
         assert not task.done() and worker.current_state() == "starting"
@@ -327,9 +292,7 @@ async def test_the_worker_prunes_old_journal_entries_as_it_starts(worker_env: Wo
                 updated_at=old,
             )
         )
-    worker = wiring.worker(
-        client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR, listen=False
-    )
+    worker = built(client, http, engine, listen=False)
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(worker.ready.wait(), 15)
 
@@ -356,9 +319,7 @@ async def test_the_worker_prunes_on_its_interval_with_the_keep_it_was_given(
 
     _emulator, engine, client, http = worker_env
     keep = Keep(journal=timedelta(seconds=1.5), every=0.2)
-    worker = wiring.worker(
-        client, http, engine, load_mappings(REPO / "mappings"), CONNECTOR, listen=False, keep=keep
-    )
+    worker = built(client, http, engine, listen=False, keep=keep)
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(worker.ready.wait(), 15)
     now = datetime.now(UTC)

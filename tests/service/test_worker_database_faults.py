@@ -16,14 +16,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from connector.adapters.mapping_files import load_mappings
 from connector.adapters.rest_client import RestClient
 from connector.adapters.store.database import make_engine
 from connector.emulator.app import Emulator
 from connector.emulator.server import ServerThread
-from connector.service import wiring
-from tests.service.drain_harness import CONNECTOR, REPO, StaticToken
-from tests.service.test_worker import eventually, served
+from tests.service.drain_harness import CONNECTOR, StaticToken
+from tests.service.test_worker import built, eventually, served
 
 __all__ = ["served"]
 
@@ -101,16 +99,7 @@ async def test_the_worker_rides_out_database_faults_and_converges(
     """Three rounds of portal changes, each with the database cut (or locked) while the
     worker drains: it keeps running, says why it waits, and ends with every company once."""
     emulator, engine, client, http, cut = rig
-    worker = wiring.worker(
-        client,
-        http,
-        engine,
-        load_mappings(REPO / "mappings"),
-        CONNECTOR,
-        poll_interval=0.2,
-        push_interval=0.2,
-        listen=False,
-    )
+    worker = built(client, http, engine, poll_interval=0.2, push_interval=0.2, listen=False)
     caplog.set_level(logging.WARNING, logger="connector.worker")
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(worker.ready.wait(), 30)

@@ -34,7 +34,7 @@ from tests.service.drain_harness import (
     StaticToken,
     make_bench,
 )
-from tests.service.test_worker import WorkerEnv, eventually, served, titles, worker_env
+from tests.service.test_worker import WorkerEnv, built, eventually, served, titles, worker_env
 
 __all__ = ["served", "worker_env"]  # fixtures used here
 
@@ -199,15 +199,7 @@ async def test_a_running_worker_recovers_a_lost_get_well_before_its_safety_poll(
     transport = DropFirstReserve(httpx.AsyncHTTPTransport())
     async with httpx.AsyncClient(transport=transport, base_url=base) as http:
         client = RestClient(http, f"{base}/rest/", connector_id=CONNECTOR, auth=plain.auth)
-        worker = wiring.worker(
-            client,
-            http,
-            engine,
-            load_mappings(REPO / "mappings"),
-            CONNECTOR,
-            poll_interval=60,
-            listen=False,
-        )
+        worker = built(client, http, engine, poll_interval=60, listen=False)
         task = asyncio.create_task(worker.run())
         await asyncio.wait_for(worker.ready.wait(), 15)
         await eventually(lambda: worker.stats.drains >= 1)  # the start-up wake is spent
