@@ -66,9 +66,10 @@ from connector.service.resolution import (
 
 
 class Resolver:
-    def __init__(self, drainer: Drainer, pusher: Pusher) -> None:
+    def __init__(self, drainer: Drainer, pusher: Pusher, holds: Holds) -> None:
         self.drainer = drainer
         self.pusher = pusher
+        self.holds = holds
         self.portal = drainer.portal
         self.engine = drainer.engine
         self.mappings = drainer.mappings
@@ -109,7 +110,7 @@ class Resolver:
             await asyncio.to_thread(self._commit, res, row, m, local, portal, chosen, finals)
         remaining = [n for n in names if n not in chosen]
         if not remaining:
-            await Holds(self.drainer).release_resolved()
+            await self.holds.release_resolved()
         await self.pusher.push_until_empty()
         verb = "ignored" if res.ignore else "resolved"
         done = ", ".join(chosen)

@@ -53,6 +53,12 @@ from connector.service.resolver import Resolver
 from tests.service.drain_harness import BASE, CONNECTOR, REPO, Bench, Crash, StaticToken
 
 EXAMPLES = int(os.environ.get("B24_TEST_MODEL_EXAMPLES", "200"))
+
+
+def resolver_of(drainer: Drainer, pusher: Pusher) -> Resolver:
+    return Resolver(drainer, pusher, Holds(drainer))
+
+
 MODEL = settings(
     max_examples=EXAMPLES,
     stateful_step_count=8,
@@ -293,7 +299,7 @@ class BothSides(RuleBasedStateMachine):
     def operator_resolves(self, keep: str, data: st.DataObject) -> None:
         held = self.rig.open_conflicts()
         conflict = data.draw(st.sampled_from(sorted(held.values())))
-        resolver = Resolver(self.rig.drainer(), self.rig.pusher())
+        resolver = resolver_of(self.rig.drainer(), self.rig.pusher())
         self.rig.run(resolver.resolve(Resolution(conflict, keep=keep, by="model")))
         self.resolutions += 1
         self.drained += self.rig.run(self.rig.step())
@@ -325,7 +331,7 @@ class BothSides(RuleBasedStateMachine):
         for _ in range(6):
             held = self.rig.open_conflicts()
             for conflict in sorted(held.values()):
-                resolver = Resolver(self.rig.drainer(), self.rig.pusher())
+                resolver = resolver_of(self.rig.drainer(), self.rig.pusher())
                 self.rig.run(resolver.resolve(Resolution(conflict, keep="portal", by="model")))
             self.rig.run(self.rig.step())
             busy = self.rig.scalar(

@@ -118,7 +118,8 @@ async def test_a_portal_delete_during_an_open_conflict_joins_it(bench: Bench) ->
     )
     assert len(_held(bench)) == 2  # the held update and the delete
     drainer = _drainer(bench)
-    resolver = Resolver(drainer, Pusher(bench.client, bench.engine, bench.mappings, CONNECTOR))
+    pusher = Pusher(bench.client, bench.engine, bench.mappings, CONNECTOR)
+    resolver = Resolver(drainer, pusher, Holds(drainer))
     await resolver.resolve(
         Resolution(int(_scalar(bench, "SELECT id FROM sync_conflict")), keep="portal")
     )
@@ -175,7 +176,8 @@ async def test_newer_wins_takes_the_later_side_and_a_tie_within_the_skew_is_a_co
 def _resolver(bench: Bench, mappings: MappingSet | None = None) -> Resolver:
     maps = mappings or bench.mappings
     pusher = Pusher(bench.client, bench.engine, maps, CONNECTOR)
-    return Resolver(_drainer(bench, maps), pusher)
+    drainer = _drainer(bench, maps)
+    return Resolver(drainer, pusher, Holds(drainer))
 
 
 def _conflict_id(bench: Bench) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from connector.adapters.store.outbox_views import HELD, PENDING
+from connector.adapters.store.outbox_views import DONE, HELD, PENDING
 from connector.adapters.store.tables import sync_link, sync_outbox
 from connector.core.mapping_model import EntityMapping
 
@@ -77,7 +77,7 @@ def release_outbox(conn: Connection, entity: str, erp_key: str, settled: bool) -
     to send), or are closed when the resolution itself settled them."""
     values: dict[str, Any] = {"locked_by": None, "locked_at": None}
     if settled:
-        values.update(status="done", done_at=datetime.now(UTC), note="settled by resolution")
+        values.update(status=DONE, done_at=datetime.now(UTC), note="settled by resolution")
     else:
         values.update(status=PENDING, note="released by resolution")
     statuses = [HELD, PENDING] if settled else [HELD]
@@ -103,5 +103,5 @@ def settle_held_outbox(
             sync_outbox.c.erp_key == erp_key,
             sync_outbox.c.status == HELD,
         )
-        .values(status="done", done_at=now, locked_by=None, note=note)
+        .values(status=DONE, done_at=now, locked_by=None, note=note)
     )

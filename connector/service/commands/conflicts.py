@@ -175,6 +175,8 @@ async def _resolve(resolution: Any) -> Any:
             wiring.portal_session(cfg, engine) as session,
             wiring.leased_services(cfg, engine, mappings, session.client) as services,
         ):
-            return await Resolver(services.drainer, services.pusher).resolve(resolution)
+            return await Resolver(services.drainer, services.pusher, services.holds).resolve(
+                resolution
+            )
     finally:
         engine.dispose()
