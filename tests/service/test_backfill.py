@@ -510,11 +510,10 @@ async def test_paging_stops_at_the_highest_id_seen_at_the_start(bench: Bench) ->
     assert int(event["EVENT_DATA"]["FIELDS"]["ID"]) == created[0]
 
 
-async def test_an_edit_undone_while_the_window_is_in_flight_does_not_win(bench: Bench) -> None:
-    """A company edited (read by the backfill in that state) and then edited back, drained
-    meanwhile: the drain changes nothing and leaves the link's time alone, yet the older
-    read must not win; the ERP keeps the portal's current title. (The mapping here leaves
-    out DATE_MODIFY, which would otherwise make the undo a change of its own.)"""
+async def edited_after_its_sync(bench: Bench) -> tuple[Bench, Any, int]:
+    """60 companies, one of them drained as "Current" and then edited to "Briefly" in
+    the portal (its event queued). The bench and mapping returned leave DATE_MODIFY out,
+    which would otherwise make an undo of the edit a change of its own."""
     from dataclasses import replace
 
     full = company(bench)
@@ -526,6 +525,15 @@ async def test_an_edit_undone_while_the_window_is_in_flight_does_not_win(bench: 
     bench.emulator.ui_update("crm.company", target, {"TITLE": "Current"})
     await slim.drainer().drain_until_empty()  # the ERP and the base say "Current"
     bench.emulator.ui_update("crm.company", target, {"TITLE": "Briefly"})
+    return slim, slim_company, target
+
+
+async def test_an_edit_undone_while_the_window_is_in_flight_does_not_win(bench: Bench) -> None:
+    """A company edited (read by the backfill in that state) and then edited back, drained
+    meanwhile: the drain changes nothing and leaves the link's time alone, yet the older
+    read must not win; the ERP keeps the portal's current title. (The mapping here leaves
+    out DATE_MODIFY, which would otherwise make the undo a change of its own.)"""
+    slim, slim_company, target = await edited_after_its_sync(bench)
 
     async def hook(window: int, rows: list[Mapping[str, Any]]) -> None:
         if window == 0:

@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import pytest
 
-from connector.core.mapping_model import MappingSet
 from connector.service.drainer import DrainStats
 from tests.service.drain_harness import CONNECTOR, Bench, make_bench
-from tests.service.test_backfill import backfiller, company, discard_queue
+from tests.service.test_backfill import backfiller, edited_after_its_sync
 
 DRAIN_WAIT_S = 1.5
 """How long the window, mid-transaction, gives the drain to finish before going on."""
@@ -38,15 +36,7 @@ async def test_an_undo_drained_inside_the_windows_transaction_waits_for_its_comm
     entry. Were it let through, the window would write "Briefly" over it for good. It
     waits for the window's commit instead, then sees the window's base and writes the
     portal's "Current". (DATE_MODIFY is left out, as it would make the undo a change.)"""
-    full = company(bench)
-    slim_company = replace(full, fields=tuple(f for f in full.fields if f.portal != "DATE_MODIFY"))
-    slim = replace(bench, mappings=MappingSet(entities={"crm.company": slim_company}))
-    ids = bench.emulator.seed_crm(companies=60, seed=12)["company"]
-    await discard_queue(bench)
-    target = ids[3]
-    bench.emulator.ui_update("crm.company", target, {"TITLE": "Current"})
-    await slim.drainer().drain_until_empty()  # the ERP and the base say "Current"
-    bench.emulator.ui_update("crm.company", target, {"TITLE": "Briefly"})
+    slim, slim_company, target = await edited_after_its_sync(bench)
     loop = asyncio.get_running_loop()
     drains: list[concurrent.futures.Future[DrainStats]] = []
     finished_inside: list[bool] = []
