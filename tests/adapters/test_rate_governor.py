@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert, select
 
 from connector.adapters.clocks import ManualClock, ScaledClock, VirtualClock
 from connector.adapters.rate_governor import MemoryLedger, RateGovernor
 from connector.adapters.store.database import make_engine
 from connector.adapters.store.migrate import upgrade
 from connector.adapters.store.rate_ledger import SqlBucketLedger, ledger_for
+from connector.adapters.store.tables import sync_rate_bucket
 from connector.core.operating_budget import OperatingBudget
 from connector.core.rate_bucket import BucketProfile
 from connector.errors import FatalPortalError, RejectedError, RetriableError
@@ -197,18 +200,50 @@ def test_memory_ledger_state() -> None:
 
 def test_chosen_ledger_counts_exactly_under_concurrent_use(engine: Engine) -> None:
     """Eight threads booking at once on a fresh portal (racing to create its row) lose no
-    booking, with the ledger each backend uses and with the SQL ledger itself."""
-    chosen = ledger_for(engine, "fresh.example")
-    sql = SqlBucketLedger(engine, "sql.example")
+    booking and never fail (MariaDB's gap-lock deadlock on the missing row is the race
+    this repeats), with the ledger each backend uses and with the SQL ledger itself."""
+
+    start = threading.Barrier(8)
 
     def book(ledger: SqlBucketLedger | MemoryLedger) -> None:
+        start.wait(timeout=30)  # all eight reach the missing row at once
         for _ in range(5):
             ledger.reserve(1000.0, PROFILE)
 
-    for ledger in (chosen, sql):
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(book, [ledger] * 8))
+    for round_ in range(6):
+        chosen = ledger_for(engine, f"fresh{round_}.example")
+        sql = SqlBucketLedger(engine, f"sql{round_}.example")
+        for ledger in (chosen, sql):
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(book, [ledger] * 8))
 
-    level = chosen.state.level if isinstance(chosen, MemoryLedger) else chosen.state().level
-    assert level == 40.0
-    assert sql.state().level == 40.0
+        level = chosen.state.level if isinstance(chosen, MemoryLedger) else chosen.state().level
+        assert level == 40.0
+        assert sql.state().level == 40.0
+
+
+@pytest.mark.backends("mariadb")
+def test_booking_waits_out_a_peer_creating_the_row_under_its_gap_lock(engine: Engine) -> None:
+    """A peer that locked the missing row (MariaDB's gap lock) and then creates it does not
+    deadlock with our booking: ours waits, then books on top of the peer's level. A booking
+    that locked the gap itself and then inserted would deadlock here, and one side fail."""
+    ledger = SqlBucketLedger(engine, "gap.example")
+    with engine.connect() as peer:
+        peer.execute(
+            select(sync_rate_bucket)
+            .where(sync_rate_bucket.c.portal == "gap.example")
+            .with_for_update()
+        ).first()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            booking = pool.submit(ledger.reserve, 1000.0, PROFILE)
+            time.sleep(0.5)  # the booking is now waiting on the peer's gap lock
+            assert not booking.done()
+            peer.execute(
+                insert(sync_rate_bucket).values(
+                    portal="gap.example", level=5.0, updated_at=1000.0, slowdown_until=0.0
+                )
+            )
+            peer.commit()
+            booking.result(timeout=30)
+
+    assert ledger.state().level == 6.0

@@ -10,17 +10,22 @@ processes sharing one file (a restart, ``run`` beside ``backfill``) share the bu
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, insert, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy import Connection, Engine, Insert, insert, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from connector.adapters.store.database import lock_for_write
-from connector.adapters.store.db_errors import store_error
+from connector.adapters.store.db_errors import is_transient, store_error
 from connector.adapters.store.tables import sync_rate_bucket
 from connector.core.rate_bucket import BucketProfile, BucketState, penalize, reserve
 
 __all__ = ["SqlBucketLedger", "ledger_for"]
+
+_TRIES = 8
 
 
 class SqlBucketLedger:
@@ -31,6 +36,7 @@ class SqlBucketLedger:
     def __init__(self, engine: Engine, portal: str) -> None:
         self.engine = engine
         self.portal = portal
+        self._row_known = False  # set once this process has seen the row exist
 
     def reserve(self, now: float, profile: BucketProfile) -> float:
         """Book one request; return the seconds to wait before sending it."""
@@ -56,35 +62,51 @@ class SqlBucketLedger:
     def _update(self, change: Callable[[BucketState], BucketState]) -> None:
         """Read-modify-write the portal's row under its lock.
 
-        Two workers creating the row at once collide (a duplicate key, or a deadlock on
-        MariaDB's gap lock); the loser simply tries again and finds the row.
+        The row is created first by an insert that ignores a duplicate, so the locking read
+        always finds a row: a ``FOR UPDATE`` on a missing row takes MariaDB's gap lock, and
+        two workers holding it and then inserting deadlock. A deadlock or lock timeout that
+        still happens (the database chose us as its victim) is tried again after a short,
+        jittered pause; a failure that outlasts the tries is a transient ``StoreError``.
         """
-        for attempt in range(3):
+        for attempt in range(_TRIES):
             try:
                 with self.engine.connect() as conn:
+                    self._ensure_row(conn)
                     lock_for_write(conn)  # SQLite: the write lock, up front
-                    current = self._read(conn, lock=True)
-                    new = change(current or BucketState())
-                    values = {
-                        "level": new.level,
-                        "updated_at": new.updated_at,
-                        "slowdown_until": new.slowdown_until,
-                    }
-                    if current is None:
-                        conn.execute(insert(sync_rate_bucket).values(portal=self.portal, **values))
-                    else:
-                        conn.execute(
-                            update(sync_rate_bucket)
-                            .where(sync_rate_bucket.c.portal == self.portal)
-                            .values(**values)
+                    current = self._read(conn, lock=True) or BucketState()
+                    new = change(current)
+                    conn.execute(
+                        update(sync_rate_bucket)
+                        .where(sync_rate_bucket.c.portal == self.portal)
+                        .values(
+                            level=new.level,
+                            updated_at=new.updated_at,
+                            slowdown_until=new.slowdown_until,
                         )
+                    )
                     conn.commit()
                 return
-            except (IntegrityError, OperationalError) as exc:
-                if attempt == 2:
+            except OperationalError as exc:
+                if attempt == _TRIES - 1 or not is_transient(exc):
                     raise store_error(exc, what="the shared rate bucket") from exc
+                time.sleep(random.uniform(0.0, 0.01 * (attempt + 1)))
             except SQLAlchemyError as exc:
                 raise store_error(exc, what="the shared rate bucket") from exc
+
+    def _ensure_row(self, conn: Connection) -> None:
+        """The portal's row, created empty if missing, in its own short transaction."""
+        if self._row_known:
+            return
+        empty = {"portal": self.portal, "level": 0.0, "updated_at": 0.0, "slowdown_until": 0.0}
+        statement: Insert
+        if conn.dialect.name == "postgresql":
+            statement = postgresql.insert(sync_rate_bucket).values(empty).on_conflict_do_nothing()
+        else:  # SQLite: INSERT OR IGNORE; MariaDB: INSERT IGNORE
+            prefix = "OR IGNORE" if conn.dialect.name == "sqlite" else "IGNORE"
+            statement = insert(sync_rate_bucket).values(empty).prefix_with(prefix)
+        conn.execute(statement)
+        conn.commit()
+        self._row_known = True
 
     def _read(self, conn: Connection, *, lock: bool) -> BucketState | None:
         query = select(sync_rate_bucket).where(sync_rate_bucket.c.portal == self.portal)
