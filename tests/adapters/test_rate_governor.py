@@ -247,3 +247,15 @@ def test_booking_waits_out_a_peer_creating_the_row_under_its_gap_lock(engine: En
             booking.result(timeout=30)
 
     assert ledger.state().level == 6.0
+
+
+def test_booking_recreates_a_bucket_row_deleted_behind_its_back(engine: Engine) -> None:
+    """The ledger remembers that it created the row; a row deleted since (an operator
+    clearing the table) is created again and the booking counted, not lost."""
+    ledger = SqlBucketLedger(engine, "wiped.example")
+    ledger.reserve(1000.0, PROFILE)
+    with engine.begin() as conn:
+        conn.execute(sync_rate_bucket.delete())
+    ledger.reserve(1000.0, PROFILE)
+
+    assert ledger.state().level == 1.0

@@ -22,6 +22,7 @@ from connector.adapters.store.database import lock_for_write
 from connector.adapters.store.db_errors import is_transient, store_error
 from connector.adapters.store.tables import sync_rate_bucket
 from connector.core.rate_bucket import BucketProfile, BucketState, penalize, reserve
+from connector.errors import StoreError
 
 __all__ = ["SqlBucketLedger", "ledger_for"]
 
@@ -73,7 +74,11 @@ class SqlBucketLedger:
                 with self.engine.connect() as conn:
                     self._ensure_row(conn)
                     lock_for_write(conn)  # SQLite: the write lock, up front
-                    current = self._read(conn, lock=True) or BucketState()
+                    current = self._read(conn, lock=True)
+                    if current is None:  # deleted since we created it: create it again
+                        self._row_known = False
+                        conn.rollback()
+                        continue
                     new = change(current)
                     conn.execute(
                         update(sync_rate_bucket)
@@ -92,6 +97,7 @@ class SqlBucketLedger:
                 time.sleep(random.uniform(0.0, 0.01 * (attempt + 1)))
             except SQLAlchemyError as exc:
                 raise store_error(exc, what="the shared rate bucket") from exc
+        raise StoreError(f"the shared rate bucket of {self.portal} keeps vanishing", transient=True)
 
     def _ensure_row(self, conn: Connection) -> None:
         """The portal's row, created empty if missing, in its own short transaction."""
