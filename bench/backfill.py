@@ -49,6 +49,7 @@ from bench.emulator_process import (  # noqa: E402
     scratch_database,
     seed_companies,
 )
+from connector.adapters.malloc_arenas import limit_arenas  # noqa: E402
 from connector.adapters.mapping_files import load_mappings  # noqa: E402
 from connector.adapters.rate_governor import RateGovernor  # noqa: E402
 from connector.adapters.rest_client import RestClient  # noqa: E402
@@ -136,6 +137,7 @@ async def one_run(records: int, latency: float, db: str) -> dict[str, Any]:
 
 
 def main() -> None:
+    limit_arenas()  # as the CLI does before any thread: the RSS is the connector's
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", default="50000")
     parser.add_argument("--latency", default="0,1", help="seconds per request, comma list")

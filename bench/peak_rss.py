@@ -4,7 +4,9 @@
 several sizes one after another would report the largest so far for each. On Linux the
 peak (``VmHWM``) can be reset by writing ``5`` to ``/proc/self/clear_refs``: :func:`reset`
 does that before a measurement and :func:`peak_mb` reads it after. Elsewhere the figure
-is the process's peak so far, and :data:`PER_MEASUREMENT` says so.
+is the process's peak so far, and :data:`PER_MEASUREMENT` says so. The scripts that
+run the connector in their own process cap malloc's arenas first, as ``b24-connector``
+does (``connector/adapters/malloc_arenas.py``), so the figure is the connector's.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import sys
 import click
 
 from connector import __version__
+from connector.adapters.malloc_arenas import limit_arenas
 from connector.errors import ConnectorError
 from connector.service.commands import db as db_commands
 from connector.service.commands.backfill import backfill
@@ -66,6 +67,7 @@ _attach()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: run the CLI, map errors to exit codes."""
+    limit_arenas()  # before any thread: a flat RSS under the windows' threads
     try:
         cli.main(args=argv, prog_name="b24-connector", standalone_mode=False)
     except click.exceptions.Abort:
