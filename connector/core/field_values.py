@@ -132,6 +132,8 @@ def canonical(fm: FieldMapping, value: ErpValue) -> ErpValue:
     if fm.type is FieldType.DECIMAL:
         return Decimal(str(value)).quantize(Decimal(1).scaleb(-fm.scale))
     if fm.type is FieldType.DATETIME and isinstance(value, datetime):
+        if value.tzinfo is UTC and not value.microsecond:  # to_erp's form already
+            return value
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)
         return moment.astimezone(UTC).replace(microsecond=0)
     return value

@@ -212,11 +212,17 @@ def _apply_chunk(
     new_rows: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     erp_keys: dict[int, Any] = {}
+    naive_times = conn.dialect.name != "postgresql"  # db_value's test, once per chunk
     for up, _link, row, _base, result in plans:
+        to_erp = result.to_erp
         values = {
-            fm.column: db_value(conn, result.to_erp[fm.portal])
+            fm.column: (
+                db_value(conn, value)
+                if naive_times and isinstance(value := to_erp[fm.portal], datetime)
+                else to_erp[fm.portal]
+            )
             for fm in m.fields
-            if fm.portal in result.to_erp
+            if fm.portal in to_erp
         }
         if (
             row is not None
@@ -279,13 +285,18 @@ def _apply_chunk(
             if mf.portal in result.multi:  # merged value by value: ERP additions stay
                 wanted, keep = wanted_from(result.multi[mf.portal])
             owner = erp_keys[up.b24_id]
-            existing_rows = children[mf.table].get(owner, []) if row is not None else []
-            ops = child_ops(_erp_values(existing_rows), wanted, keep)
-            gone += ops.gone
-            changed += [{"_id": rid, "_t": t, "_v": v} for rid, (t, v) in ops.changed]
+            new_values: Iterable[tuple[int, tuple[str, str]]]
+            if row is None:  # a new owner: child_ops of no rows adds every wanted value
+                new_values = wanted.items()
+            else:
+                existing_rows = children[mf.table].get(owner, [])
+                ops = child_ops(_erp_values(existing_rows), wanted, keep)
+                gone += ops.gone
+                changed += [{"_id": rid, "_t": t, "_v": v} for rid, (t, v) in ops.changed]
+                new_values = ops.added
             added += [
                 {MULTI_OWNER: owner, MULTI_VALUE_ID: vid, MULTI_TYPE: t, MULTI_VALUE: v}
-                for vid, (t, v) in ops.added
+                for vid, (t, v) in new_values
             ]
             touched = outcomes[up.index]
             assert touched is not None

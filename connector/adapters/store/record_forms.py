@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from connector.core.field_values import canonical, to_erp, to_portal
-from connector.core.mapping_model import EntityMapping, FieldMapping
+from connector.core.mapping_model import EntityMapping, FieldMapping, FieldType
 from connector.core.merge import MergeResult, Split
 from connector.errors import RecordError
 
@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 MultiValue = tuple[tuple[str, str], ...]
+_ABSENT = object()
+_TEXT = (FieldType.STRING, FieldType.TEXT)
 SPLIT = "__split__"
 """How a :class:`Split` base is stored: ``{"__split__": [portal value, ERP value]}``."""
 
@@ -83,10 +85,18 @@ def db_value(conn: Connection, value: Any) -> Any:
 def portal_side(m: EntityMapping, b24_id: int, record: Mapping[str, Any]) -> dict[str, Any]:
     side: dict[str, Any] = {}
     for fm in m.fields:
-        if fm.portal in record:
-            side[fm.portal] = canonical(
-                fm, to_erp(fm, record[fm.portal], entity=m.entity, record_id=b24_id)
-            )
+        raw = record.get(fm.portal, _ABSENT)
+        if raw is _ABSENT:
+            continue
+        if (  # most fields: a text that fits is its own canonical form (the same test
+            type(raw) is str  # as to_erp's first line; canonical keeps such a text)
+            and raw
+            and fm.type in _TEXT
+            and (fm.length is None or len(raw) <= fm.length)
+        ):
+            side[fm.portal] = raw
+            continue
+        side[fm.portal] = canonical(fm, to_erp(fm, raw, entity=m.entity, record_id=b24_id))
     # The portal leaves an empty multi-field out of a list answer even when it was
     # selected (every read here selects them all): absent means "no values".
     for mf in m.multifields:
@@ -109,7 +119,7 @@ def multi_from_portal(
         )
     out: dict[int, tuple[str, str]] = {}
     for item in items:
-        if not isinstance(item, Mapping) or "VALUE" not in item:
+        if not (type(item) is dict or isinstance(item, Mapping)) or "VALUE" not in item:
             raise RecordError(
                 "multi-field value without VALUE", entity=m.entity, record_id=b24_id, field=code
             )
@@ -187,6 +197,8 @@ def new_base(
                         to_portal(fm, value.erp, entity=m.entity, record_id=None),
                     ]
                 }
+            elif type(value) is str and fm.type in _TEXT:  # to_portal's str(value)
+                out[fm.portal] = value
             else:
                 out[fm.portal] = to_portal(fm, value, entity=m.entity, record_id=None)
     for mf in m.multifields:
@@ -194,8 +206,8 @@ def new_base(
             value = merged[mf.portal]
             if isinstance(value, Split):
                 out[mf.portal] = {SPLIT: [json_safe(value.portal), json_safe(value.erp)]}
-            else:
-                out[mf.portal] = json_safe(value)
+            else:  # pairs of strings (MultiValue): json_safe's lists, built directly
+                out[mf.portal] = [[kind, text] for kind, text in value]
     return out
 
 
