@@ -89,7 +89,7 @@ def main() -> None:
     applies = [
         run("apply.py", "--sizes", apply_sizes),
         run("apply.py", "--sizes", apply_sizes, "--db", args.pg),
-        run("apply.py", "--sizes", "1000,5000" if q else "1000,10000,50000", "--db", args.mariadb),
+        run("apply.py", "--sizes", apply_sizes, "--db", args.mariadb),
     ]
     backfills = run(
         "backfill.py",
