@@ -18,8 +18,9 @@ The bound is 50 chained pages x 50 rows per batch request x 2 requests/s = 5,000
 records/s; the table shows records/s and the share of it. Goals: ≥ 90 % without latency
 and ≥ 80 % with 1 s, 50k and 100k records, SQLite and PostgreSQL. Also printed: the REST
 requests the emulator logged and its 503s (the governor must keep them at 0), and the
-peak RSS of this process (the connector side) during each measurement
-(``bench/peak_rss.py``).
+peak RSS of the connector side during each measurement (``bench/peak_rss.py``); each
+measurement runs in a process of its own, so what an earlier one left on the heap does
+not count in the next one's peak.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -136,6 +138,22 @@ async def one_run(records: int, latency: float, db: str) -> dict[str, Any]:
     }
 
 
+def measured(one: str) -> dict[str, Any]:
+    """One measurement in a fresh interpreter (what an earlier one left on the heap would
+    otherwise count in this one's peak RSS)."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--one", one],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"backfill measurement {one} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main() -> None:
     limit_arenas()  # as the CLI does before any thread: the RSS is the connector's
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -143,9 +161,14 @@ def main() -> None:
     parser.add_argument("--latency", default="0,1", help="seconds per request, comma list")
     parser.add_argument("--db", action="append", help="sqlite or a server URL (repeatable)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # records,latency,db: in this process
     args = parser.parse_args()
-    results = [
-        asyncio.run(one_run(int(n), float(lat), db))
+    if args.one:
+        n, lat, db = args.one.split(",", 2)
+        print(json.dumps(asyncio.run(one_run(int(n), float(lat), db))))
+        return
+    results = [  # each measurement in a process of its own: its peak RSS is its own
+        measured(f"{n},{lat},{db}")
         for db in args.db or ["sqlite"]
         for n in args.records.split(",")
         for lat in args.latency.split(",")

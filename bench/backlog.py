@@ -9,7 +9,8 @@ many companies as a UI user (one ONCRMCOMPANYADD queue record each), and the tim
 is ``Drainer.drain_until_empty()`` over HTTP with the connector's rate governor, its
 bucket starting **full** (the steady state after a long outage: every request waits its
 0.5 s). Figures: records/s, REST calls per record (counted at the emulator), 503s seen,
-and the peak RSS of this process during the measurement (``bench/peak_rss.py``).
+and the peak RSS of the connector side during the measurement (``bench/peak_rss.py``),
+each measurement in a process of its own.
 The cycle is two requests whatever the batch size (the clear rides with the next get),
 so the bound is ``limit`` records per second at 2 requests/s; the goals are ≥ 500
 records/s and ≤ 0.005 calls per record at the default ``limit`` 500, ≤ 0.04 at 50.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -121,6 +123,22 @@ async def one_run(changes: int, limit: int, latency: float, db: str) -> dict[str
     }
 
 
+def measured(one: str, latency: float, db: str) -> dict[str, Any]:
+    """One measurement in a fresh interpreter (what an earlier one left on the heap would
+    otherwise count in this one's peak RSS)."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--one", one, "--latency", str(latency), "--db", db],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"backlog measurement {one} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main() -> None:
     limit_arenas()  # as the CLI does before any thread: the RSS is the connector's
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -129,9 +147,14 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
     parser.add_argument("--db", default="sqlite")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # changes,limit: in this process
     args = parser.parse_args()
-    results = [
-        asyncio.run(one_run(int(n), int(limit), args.latency, args.db))
+    if args.one:
+        n, limit = args.one.split(",")
+        print(json.dumps(asyncio.run(one_run(int(n), int(limit), args.latency, args.db))))
+        return
+    results = [  # each measurement in a process of its own: its peak RSS is its own
+        measured(f"{n},{limit}", args.latency, args.db)
         for n in args.changes.split(",")
         for limit in args.limits.split(",")
     ]
