@@ -16,11 +16,18 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
+from connector.adapters.store.bulk_insert import among
 from connector.adapters.store.tables import sync_link
 
 __all__ = ["ever_linked", "links_written_since", "live_links_between", "unlinked"]
 
 LINK_CHUNK = 500  # IDs per IN (...) when reading links; far below every backend's limit
+
+
+def _chunk(conn: Connection, count: int) -> int:
+    """IDs per query: every one at once on PostgreSQL (one array parameter), else
+    :data:`LINK_CHUNK` per ``IN`` list."""
+    return max(1, count) if conn.dialect.name == "postgresql" else LINK_CHUNK
 
 
 def as_utc(value: datetime) -> datetime:
@@ -51,11 +58,12 @@ def links_written_since(
     """Those of ``ids`` whose link was written at or after ``cutoff`` (aware UTC); every
     link read is locked (``FOR UPDATE``) until the caller's transaction ends."""
     fresh: set[int] = set()
-    for start in range(0, len(ids), LINK_CHUNK):
-        chunk = ids[start : start + LINK_CHUNK]
+    step = _chunk(conn, len(ids))
+    for start in range(0, len(ids), step):
+        chunk = ids[start : start + step]
         query = (
             sa.select(sync_link.c.b24_id, sync_link.c.updated_at)
-            .where(sync_link.c.entity == entity, sync_link.c.b24_id.in_(chunk))
+            .where(sync_link.c.entity == entity, among(conn, sync_link.c.b24_id, chunk))
             .with_for_update()
         )
         for b24_id, updated_at in conn.execute(query):
