@@ -8,6 +8,7 @@ when a value cannot be held — never a bare ``ValueError``.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -38,9 +39,6 @@ def to_erp(fm: FieldMapping, raw: Any, *, entity: str, record_id: object) -> Erp
     ):
         return raw
 
-    def bad(reason: str) -> RecordError:
-        return RecordError(reason, entity=entity, record_id=_rid(record_id), field=fm.portal)
-
     if fm.type is FieldType.BOOLEAN:
         if isinstance(raw, bool):
             return raw
@@ -49,54 +47,68 @@ def to_erp(fm: FieldMapping, raw: Any, *, entity: str, record_id: object) -> Erp
             return True
         if text in _FALSE:
             return None if raw is None else False
-        raise bad(f"{raw!r} is not a Y/N boolean")
+        raise _bad(fm, f"{raw!r} is not a Y/N boolean", entity, record_id)
     if _empty(raw):
         return None
     if isinstance(raw, (dict, list)):
-        raise bad(f"expected a single value, got {type(raw).__name__}")
+        raise _bad(fm, f"expected a single value, got {type(raw).__name__}", entity, record_id)
     if fm.type in (FieldType.STRING, FieldType.TEXT):
         text = str(raw)
         if fm.length is not None and len(text) > fm.length:
-            raise bad(f"{len(text)} characters do not fit column {fm.column} ({fm.length})")
+            raise _bad(
+                fm,
+                f"{len(text)} characters do not fit column {fm.column} ({fm.length})",
+                entity,
+                record_id,
+            )
         return text
     if fm.type is FieldType.INTEGER:
         try:
             return int(str(raw).strip())
         except ValueError:
-            raise bad(f"{raw!r} is not an integer") from None
+            raise _bad(fm, f"{raw!r} is not an integer", entity, record_id) from None
     if fm.type is FieldType.DECIMAL:
         try:
             number = Decimal(str(raw).strip())
         except InvalidOperation:
-            raise bad(f"{raw!r} is not a number") from None
+            raise _bad(fm, f"{raw!r} is not a number", entity, record_id) from None
         if not number.is_finite():
-            raise bad(f"{raw!r} is not a finite number")
-        quantized = number.quantize(Decimal(1).scaleb(-fm.scale))
+            raise _bad(fm, f"{raw!r} is not a finite number", entity, record_id)
+        quantized = number.quantize(_quantum(fm.scale))
         digits = len(quantized.as_tuple().digits)
         if digits > fm.precision:
-            raise bad(f"{raw} does not fit column {fm.column} (precision {fm.precision})")
+            raise _bad(
+                fm,
+                f"{raw} does not fit column {fm.column} (precision {fm.precision})",
+                entity,
+                record_id,
+            )
         return quantized
     if fm.type is FieldType.DATE:
         text = str(raw).strip()
         try:
             return date.fromisoformat(text[:10])
         except ValueError:
-            raise bad(f"{raw!r} is not a date") from None
+            raise _bad(fm, f"{raw!r} is not a date", entity, record_id) from None
     if fm.type is FieldType.DATETIME:
         try:
             moment = datetime.fromisoformat(str(raw).strip())
         except ValueError:
-            raise bad(f"{raw!r} is not an ISO-8601 date-time") from None
+            raise _bad(fm, f"{raw!r} is not an ISO-8601 date-time", entity, record_id) from None
         if moment.tzinfo is None:
-            raise bad(f"{raw!r} has no UTC offset")
+            raise _bad(fm, f"{raw!r} has no UTC offset", entity, record_id)
         return moment.astimezone(UTC)
     if fm.type is FieldType.ENUM:
         table = fm.enum_to_erp()
         key = str(raw)
         if key not in table:
-            raise bad(f"{key!r} is not one of the mapped values {sorted(table)}")
+            raise _bad(
+                fm, f"{key!r} is not one of the mapped values {sorted(table)}", entity, record_id
+            )
         return table[key]
-    raise bad(f"unsupported type {fm.type}")  # pragma: no cover - enum is exhaustive
+    raise _bad(
+        fm, f"unsupported type {fm.type}", entity, record_id
+    )  # pragma: no cover - enum is exhaustive
 
 
 def to_portal(fm: FieldMapping, value: ErpValue, *, entity: str, record_id: object) -> str:
@@ -130,7 +142,9 @@ def canonical(fm: FieldMapping, value: ErpValue) -> ErpValue:
     if value is None or value == "":
         return False if fm.type is FieldType.BOOLEAN else None
     if fm.type is FieldType.DECIMAL:
-        return Decimal(str(value)).quantize(Decimal(1).scaleb(-fm.scale))
+        if type(value) is Decimal and value.as_tuple().exponent == -fm.scale:
+            return value  # to_erp's form already
+        return Decimal(str(value)).quantize(_quantum(fm.scale))
     if fm.type is FieldType.DATETIME and isinstance(value, datetime):
         if value.tzinfo is UTC and not value.microsecond:  # to_erp's form already
             return value
@@ -152,6 +166,17 @@ def erp_canonical(fm: FieldMapping, value: ErpValue, *, entity: str, record_id: 
             record_id=_rid(record_id),
             field=fm.portal,
         ) from None
+
+
+@functools.cache
+def _quantum(scale: int) -> Decimal:
+    """``10**-scale``, the step a column of that scale rounds to."""
+    return Decimal(1).scaleb(-scale)
+
+
+def _bad(fm: FieldMapping, reason: str, entity: str, record_id: object) -> RecordError:
+    """The error naming entity, record and field (built only when a value fails)."""
+    return RecordError(reason, entity=entity, record_id=_rid(record_id), field=fm.portal)
 
 
 def _rid(record_id: object) -> str | int | None:
