@@ -140,6 +140,13 @@ def merge_record(
     (:mod:`connector.core.multi_merge`) and is a conflict only when one value changed on
     both sides; the merged values are in ``result.multi``.
     """
+    if erp is None:  # no ERP row yet: every reported field the portal may write goes over
+        taken = {
+            name: portal[name]
+            for name, rule in rules.items()
+            if name in portal and rule.direction is not Direction.TO_PORTAL
+        }
+        return MergeResult(to_erp=taken, agreed=dict(taken))
     result = MergeResult()
     newer: bool | None = None
     if (
@@ -152,11 +159,6 @@ def merge_record(
         if name not in portal:
             continue
         p = portal[name]
-        if erp is None:
-            if rule.direction is not Direction.TO_PORTAL:
-                result.to_erp[name] = p
-                result.agreed[name] = p
-            continue
         e = erp.get(name)
         has_base = base is not None and name in base
         sides = Sides(base.get(name) if base else None, p, e, has_base)
