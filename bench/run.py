@@ -94,7 +94,7 @@ def main() -> None:
     backfills = run(
         "backfill.py",
         "--records",
-        "5000" if q else "50000,100000",
+        "5000" if q else "10000,50000,100000",  # 10k: the RSS goal is flat from there
         "--latency",
         "0,1",
         "--db",
