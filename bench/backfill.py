@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -138,22 +137,6 @@ async def one_run(records: int, latency: float, db: str) -> dict[str, Any]:
     }
 
 
-def measured(one: str) -> dict[str, Any]:
-    """One measurement in a fresh interpreter (what an earlier one left on the heap would
-    otherwise count in this one's peak RSS)."""
-    done = subprocess.run(
-        [sys.executable, __file__, "--one", one],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"backfill measurement {one} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
 def main() -> None:
     limit_arenas()  # as the CLI does before any thread: the RSS is the connector's
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -168,7 +151,7 @@ def main() -> None:
         print(json.dumps(asyncio.run(one_run(int(n), float(lat), db))))
         return
     results = [  # each measurement in a process of its own: its peak RSS is its own
-        measured(f"{n},{lat},{db}")
+        peak_rss.in_own_process(__file__, "--one", f"{n},{lat},{db}")
         for db in args.db or ["sqlite"]
         for n in args.records.split(",")
         for lat in args.latency.split(",")

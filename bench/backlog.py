@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -123,22 +122,6 @@ async def one_run(changes: int, limit: int, latency: float, db: str) -> dict[str
     }
 
 
-def measured(one: str, latency: float, db: str) -> dict[str, Any]:
-    """One measurement in a fresh interpreter (what an earlier one left on the heap would
-    otherwise count in this one's peak RSS)."""
-    done = subprocess.run(
-        [sys.executable, __file__, "--one", one, "--latency", str(latency), "--db", db],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"backlog measurement {one} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
 def main() -> None:
     limit_arenas()  # as the CLI does before any thread: the RSS is the connector's
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -154,7 +137,9 @@ def main() -> None:
         print(json.dumps(asyncio.run(one_run(int(n), int(limit), args.latency, args.db))))
         return
     results = [  # each measurement in a process of its own: its peak RSS is its own
-        measured(f"{n},{limit}", args.latency, args.db)
+        peak_rss.in_own_process(
+            __file__, "--one", f"{n},{limit}", "--latency", str(args.latency), "--db", args.db
+        )
         for n in args.changes.split(",")
         for limit in args.limits.split(",")
     ]

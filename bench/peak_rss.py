@@ -11,10 +11,14 @@ does (``connector/adapters/malloc_arenas.py``), so the figure is the connector's
 
 from __future__ import annotations
 
+import json
 import resource
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
-__all__ = ["PER_MEASUREMENT", "peak_mb", "reset"]
+__all__ = ["PER_MEASUREMENT", "in_own_process", "peak_mb", "reset"]
 
 _CLEAR = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
@@ -44,3 +48,20 @@ def peak_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def in_own_process(script: str, *args: str) -> dict[str, Any]:
+    """Run ``script`` with ``args`` in a fresh interpreter and return the JSON object its
+    last line prints: one measurement whose peak RSS is its own (in a shared process,
+    what an earlier measurement left on the heap would count in the next one's peak)."""
+    done = subprocess.run(
+        [sys.executable, script, *args],
+        cwd=Path(script).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{Path(script).name} {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
