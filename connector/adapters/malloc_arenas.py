@@ -15,7 +15,6 @@ and says so by returning ``False``.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 __all__ = ["ARENAS", "limit_arenas"]
@@ -28,12 +27,8 @@ def limit_arenas(count: int = ARENAS) -> bool:
     """Cap the arenas at ``count``; ``True`` when glibc took the setting."""
     if os.environ.get("MALLOC_ARENA_MAX"):
         return False  # the operator chose
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+    try:  # the symbols already loaded (libc among them): no library search at start-up
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to cap
         return False
     return bool(mallopt(_M_ARENA_MAX, count) == 1)
