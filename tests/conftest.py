@@ -7,13 +7,14 @@ call gets an empty database.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.databases import ServerDatabase, selected_backends, server_database, wipe
+from tests.service.drain_harness import Bench, make_bench
 
 # Every property test, on a loaded 2-core machine (CI runs two processes): no per-example
 # deadline and no "input generation is slow" health check; a test's own @settings keeps
@@ -84,7 +85,7 @@ def _server_url(backend: str, made: dict[str, ServerDatabase]) -> str:
         assert db.error is not None
         if os.environ.get("CI"):
             pytest.fail(f"CI is set and {db.error}", pytrace=False)
-        pytest.skip(db.error)
+        pytest.skip(db.error)  # a laptop without that server; the reason says how to mend it
     return db.url
 
 
@@ -158,3 +159,13 @@ def schema_db_url(
     finally:
         engine.dispose()
     return url
+
+
+@pytest.fixture
+async def bench(db_url: str) -> AsyncIterator[Bench]:
+    """The drain bench (in-process emulator, REST client, migrated database) on an empty
+    database of each backend; modules that want the shared schema define their own."""
+    b = await make_bench(db_url)
+    yield b
+    await b.http.aclose()
+    b.engine.dispose()

@@ -57,7 +57,9 @@ def _glibc() -> bool:
     return sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
 
 
-@pytest.mark.skipif(not _glibc(), reason="malloc arenas are glibc's")
+@pytest.mark.skipif(
+    not _glibc(), reason="the arena cap is a glibc setting; other C libraries have none to test"
+)
 def test_the_cap_holds_eight_busy_threads_to_two_arenas(tmp_path: Path) -> None:
     """Capped, eight threads allocating at once share two arenas; uncapped they make more
     (the growth the cap exists to stop)."""

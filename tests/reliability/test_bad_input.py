@@ -4,22 +4,13 @@ and the field, nothing is lost, nothing is held for good, and the rest keeps flo
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from connector.adapters.store.db_errors import store_error
-from tests.service.drain_harness import CONNECTOR, Bench, make_bench
-
-
-@pytest.fixture
-async def bench(db_url: str) -> AsyncIterator[Bench]:
-    b = await make_bench(db_url)
-    yield b
-    await b.http.aclose()
-    b.engine.dispose()
+from tests.service.drain_harness import CONNECTOR, Bench
 
 
 def app_id(bench: Bench) -> str:

@@ -21,16 +21,7 @@ from connector.service.backfill import (
     resolve_entities,
     run_backfill,
 )
-from tests.service.drain_harness import Bench, Crash, make_bench
-
-
-@pytest.fixture
-async def bench(db_url: str) -> AsyncIterator[Bench]:
-    b = await make_bench(db_url)
-    yield b
-    await b.http.aclose()
-    b.engine.dispose()
-
+from tests.service.drain_harness import Bench, Crash
 
 # --- helpers ---------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ and drained while the backfill reads is never taken for deleted."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from connector.adapters.store.tables import sync_journal, sync_link
 from connector.service.backfill import Backfiller
-from tests.service.drain_harness import Bench, Crash, make_bench
+from tests.service.drain_harness import Bench, Crash
 from tests.service.test_backfill import (
     InterleavingPortal,
     company,
@@ -22,14 +22,6 @@ from tests.service.test_backfill import (
     discard_queue,
     last_seq,
 )
-
-
-@pytest.fixture
-async def bench(db_url: str) -> AsyncIterator[Bench]:
-    b = await make_bench(db_url)
-    yield b
-    await b.http.aclose()
-    b.engine.dispose()
 
 
 def marked(bench: Bench) -> set[int]:

@@ -6,24 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import AsyncIterator
 
 import pytest
 
 from connector.service.drainer import DrainStats
-from tests.service.drain_harness import CONNECTOR, Bench, make_bench
+from tests.service.drain_harness import CONNECTOR, Bench
 from tests.service.test_backfill import backfiller, edited_after_its_sync
 
 DRAIN_WAIT_S = 1.5
 """How long the window, mid-transaction, gives the drain to finish before going on."""
-
-
-@pytest.fixture
-async def bench(db_url: str) -> AsyncIterator[Bench]:
-    b = await make_bench(db_url)
-    yield b
-    await b.http.aclose()
-    b.engine.dispose()
 
 
 @pytest.mark.backends("postgresql", "mariadb")  # SQLite: the window's write lock, up front

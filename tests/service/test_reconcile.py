@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,19 +18,11 @@ from connector.emulator.app import Emulator
 from connector.emulator.server import ServerThread
 from connector.service.backfill import Backfiller
 from connector.service.reconcile import Reconciler, note_bindings, pending, run_pending
-from tests.service.drain_harness import Bench, make_bench
+from tests.service.drain_harness import Bench
 from tests.service.test_backfill import InterleavingPortal, company, discard_queue, last_seq
 from tests.service.test_backfill_deletes import stamped_behind
 from tests.service.test_sync_command import cli, erp_rows, setup_connector
 from tests.service.test_worker import served  # noqa: F401  (fixture)
-
-
-@pytest.fixture
-async def bench(db_url: str) -> AsyncIterator[Bench]:
-    b = await make_bench(db_url)
-    yield b
-    await b.http.aclose()
-    b.engine.dispose()
 
 
 def marked(bench: Bench) -> set[int]:
