@@ -147,8 +147,29 @@ def test_reserve_keys_is_postgresql_only_and_among_matches_in(engine: sa.Engine)
                 sa.select(table.c.title).where(among(conn, table.c.title, ["b", "d", "z"]))
             ).scalars()
             assert sorted(picked) == ["b", "d"]
+            ids = conn.execute(sa.select(table.c.id).order_by(table.c.id)).scalars().all()
+            for wanted in ([ids[1], ids[3], 10**9], [str(ids[1]), str(ids[3])], []):
+                got = conn.execute(
+                    sa.select(table.c.id).where(among(conn, table.c.id, wanted))
+                ).scalars()
+                assert sorted(got) == [i for i in ids if i in {int(w) for w in wanted}], wanted
     finally:
         metadata.drop_all(engine)
+
+
+@pytest.mark.backends("sqlite")
+def test_among_on_sqlite_is_one_parameter_whatever_the_count() -> None:
+    """Five hundred IDs travel as one JSON text (``json_each``), not five hundred
+    parameters that SQLAlchemy renders into the statement each time; a value JSON would
+    not give back as itself (a bool) falls back to a plain ``IN``."""
+    engine = sa.create_engine("sqlite://")
+    column = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer)).c.id
+    with engine.connect() as conn:
+        listed = sa.select(column).where(among(conn, column, list(range(500))))
+        compiled = listed.compile(dialect=engine.dialect)
+        assert "json_each" in str(compiled) and len(compiled.params) == 1
+        plain = sa.select(column).where(among(conn, column, [True, 2]))
+        assert "json_each" not in str(plain.compile(dialect=engine.dialect))
 
 
 def test_a_database_error_is_sqlalchemys_as_for_insert(engine: sa.Engine) -> None:

@@ -16,7 +16,8 @@ read back. Here instead:
   serialised, datetimes as the dialect stores them, lenient decimals converted), so the
   rows are the ones SQLAlchemy's ``INSERT`` would have written. Row triggers fire for
   ``COPY`` as for ``INSERT`` (the outbox triggers see the connector's session setting).
-* :func:`among` is ``IN (…)``, or ``= ANY(:array)`` on PostgreSQL.
+* :func:`among` is ``IN (…)`` with one parameter: ``= ANY(:array)`` on PostgreSQL, a
+  ``json_each`` list on SQLite.
 
 A key column without a sequence, or ``GENERATED ALWAYS``, gets ``None`` from
 :meth:`reserve_keys`: the caller reads the keys back as before.
@@ -24,6 +25,7 @@ A key column without a sequence, or ``GENERATED ALWAYS``, gets ``None`` from
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import Any
@@ -35,13 +37,23 @@ __all__ = ["BulkInsert", "among"]
 
 
 def among(conn: Connection, column: sa.ColumnElement[Any], values: Sequence[Any]) -> Any:
-    """``column IN (values)``; on PostgreSQL ``column = ANY(:array)``, one parameter
-    instead of hundreds (each of which SQLAlchemy renders and psycopg parses)."""
-    if conn.dialect.name != "postgresql":
-        return column.in_(values)
-    from sqlalchemy.dialects.postgresql import ARRAY
+    """``column IN (values)`` as one parameter instead of hundreds (each of which
+    SQLAlchemy renders into the statement at every execution): ``= ANY(:array)`` on
+    PostgreSQL, ``IN (SELECT value FROM json_each(:json))`` on SQLite for whole numbers
+    and texts (the index on ``column`` is used either way); a plain ``IN`` elsewhere."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
 
-    return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(column.type)))
+        return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(column.type)))
+    if name == "sqlite" and values and all(type(v) in _JSON_KEYS for v in values):
+        listed = sa.bindparam(None, json.dumps(list(values)), type_=sa.String())
+        each = sa.func.json_each(listed).table_valued("value")
+        return column.in_(sa.select(each.c.value).scalar_subquery())
+    return column.in_(values)
+
+
+_JSON_KEYS = (int, str)  # what json_each gives back as the same SQLite value (not bool)
 
 
 class BulkInsert:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Table
 
 from connector.adapters.store.apply_outcome import ApplyOutcome
-from connector.adapters.store.bulk_insert import BulkInsert
+from connector.adapters.store.bulk_insert import BulkInsert, among
 from connector.adapters.store.conflict_rows import (
     SideTimes,
     conflict_update,
@@ -255,7 +255,7 @@ def _apply_chunk(
         for part in _chunks(new_ids):
             for kr in conn.execute(
                 sa.select(parent.c[m.b24_id_column], parent.c[m.key]).where(
-                    parent.c[m.b24_id_column].in_(part)
+                    among(conn, parent.c[m.b24_id_column], part)
                 )
             ).all():
                 erp_keys[int(kr[0])] = kr[1]

@@ -204,6 +204,7 @@ def backfill(entities: tuple[str, ...], restart: bool) -> None:
     with its position: a killed backfill goes on from its last committed window. Queue
     events applied meanwhile win over the older backfill read.
     """
+    from connector.adapters.startup_heap import freeze_startup_heap
     from connector.service import wiring
     from connector.service.backfill import resolve_entities
 
@@ -211,6 +212,7 @@ def backfill(entities: tuple[str, ...], restart: bool) -> None:
     mappings = wiring.mappings(cfg)
     resolve_entities(mappings, entities)  # an unknown --entity exits 2 before any work
     engine = wiring.ready_engine(cfg)
+    freeze_startup_heap()  # composed: the collector stops re-scanning all of it
     try:
         stats = asyncio.run(_run(cfg, engine, mappings, entities, restart))
     finally:

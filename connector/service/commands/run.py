@@ -13,6 +13,7 @@ async def run_worker(
     import logging
     from datetime import timedelta
 
+    from connector.adapters.startup_heap import freeze_startup_heap
     from connector.adapters.store.workers import WorkerRegistry
     from connector.service import wiring
     from connector.service.health import Metrics
@@ -55,6 +56,7 @@ async def run_worker(
                 listener=lambda: worker.listener,
             )
             install_signal_handlers(worker)
+            freeze_startup_heap()  # composed: the collector stops re-scanning all of it
             stats = await worker.run()
     finally:
         engine.dispose()

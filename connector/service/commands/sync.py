@@ -49,6 +49,7 @@ def push_summary(stats: PushStats) -> str:
 
 async def sync_once() -> tuple[DrainStats, PushStats]:
     """Bind, resume, then drain the queue and push the outbox until both are empty."""
+    from connector.adapters.startup_heap import freeze_startup_heap
     from connector.service import wiring
     from connector.service.bindings import ensure_bindings
     from connector.service.pusher import PushStats
@@ -57,6 +58,7 @@ async def sync_once() -> tuple[DrainStats, PushStats]:
     cfg = wiring.settings()
     mappings = wiring.mappings(cfg)
     engine = wiring.ready_engine(cfg)
+    freeze_startup_heap()  # composed: the collector stops re-scanning all of it
     try:
         async with (
             wiring.portal_session(cfg, engine) as session,
