@@ -53,6 +53,7 @@ def among(conn: Connection, column: sa.ColumnElement[Any], values: Sequence[Any]
     return column.in_(values)
 
 
+_NOTHING = object()
 _JSON_KEYS = (int, str)  # what json_each gives back as the same SQLite value (not bool)
 
 
@@ -120,11 +121,20 @@ class BulkInsert:
             if isinstance(kind := table.c[c].type, sa.JSON) and not kind.none_as_null
         }
         if converted:  # only the columns whose type has a processor pay for one
+            # per column the last value and its conversion: a value shared by every row
+            # (the window's ``updated_at``) is converted once, not once per row
+            last: list[tuple[Any, Any]] = [(_NOTHING, None)] * len(columns)
             for n, values in enumerate(plain):
                 fixed = list(values)
                 for i, p in converted:
-                    if fixed[i] is not None or i in json_null:
-                        fixed[i] = p(fixed[i])
+                    value = fixed[i]
+                    if value is None and i not in json_null:
+                        continue
+                    seen, out = last[i]
+                    if value is not seen:
+                        out = p(value)
+                        last[i] = (value, out)
+                    fixed[i] = out
                 plain[n] = tuple(fixed)
         quote = dialect.identifier_preparer.quote
         names = ", ".join(quote(c) for c in columns)
