@@ -155,7 +155,7 @@ def main() -> None:
         "",
         "## Backlog drain (queued changes, real limiter, governor bucket full at start)",
         "",
-        "| changes | queue limit | rec/s | of the bound (limit × 1/s) "
+        "| changes | queue limit | rec/s | of the bound (limit × 2/s: a request a batch) "
         "| REST calls per record | 503s | peak RSS |",
         "|---|---|---|---|---|---|---|",
     ]

@@ -34,6 +34,7 @@ class Recovery:
     peers_alive: Callable[[], bool] | None
     orphan_grace: float
     _unsent: tuple[str, list[int], list[str]] | None
+    _ahead: tuple[str, list[Any]] | None
 
     async def _finish(
         self, process_id: str, record_ids: Sequence[int], flagged: Sequence[str]
@@ -41,7 +42,7 @@ class Recovery:
         raise NotImplementedError
 
     async def _process(
-        self, process_id: str, events: list[Any], *, fold: bool = False
+        self, process_id: str, events: list[Any], *, fold: bool = False, ahead: bool = False
     ) -> DrainStats:
         raise NotImplementedError
 
@@ -65,6 +66,8 @@ class Recovery:
     async def _resume_entry(self, entry: JournalEntry) -> DrainStats:
         if self._unsent is not None and self._unsent[0] == entry.process_id:
             self._unsent = None  # finished here and now
+        if self._ahead is not None and self._ahead[0] == entry.process_id:
+            self._ahead = None  # reserved ahead: seen through here and now
         if entry.state == APPLIED:
             await self._finish(entry.process_id, entry.record_ids, entry.flagged)
             return DrainStats()

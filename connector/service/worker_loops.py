@@ -125,7 +125,8 @@ class WorkLoops:
                     if not batch.records:
                         break
                 async with self.turns:
-                    await self.drainer.flush()  # a stop before the queue ran empty
+                    flushed = await self.drainer.flush()  # a stop before the queue ran empty
+                    self.stats.totals.add(flushed)
                     self.stats.totals.add(await self.holds.settle())
                 self.stats.drains += 1
             except (FatalPortalError, AuthRevokedError):

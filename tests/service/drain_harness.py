@@ -59,13 +59,29 @@ class Bench:
     http: httpx.AsyncClient
     client: RestClient
 
-    def drainer(self, crash_at: str | None = None) -> Drainer:
+    def drainer(
+        self,
+        crash_at: str | None = None,
+        *,
+        crash_on: int = 1,
+        limit: int | None = None,
+        portal: Any = None,
+    ) -> Drainer:
+        """A drainer that dies at the ``crash_on``-th time it reaches step ``crash_at``."""
+        reached = 0
+
         def checkpoint(step: str) -> None:
+            nonlocal reached
             if step == crash_at:
-                raise Crash(step)
+                reached += 1
+                if reached == crash_on:
+                    raise Crash(step)
 
         hook: Checkpoint = checkpoint
-        return Drainer(self.client, self.engine, self.mappings, CONNECTOR, checkpoint=hook)
+        extra = {} if limit is None else {"limit": limit}
+        return Drainer(
+            portal or self.client, self.engine, self.mappings, CONNECTOR, checkpoint=hook, **extra
+        )
 
     def rows(self, table: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
