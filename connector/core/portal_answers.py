@@ -18,12 +18,12 @@ chosen by what the caller does next:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from connector.core import json_codec
 from connector.core.redaction import redact_text
 from connector.errors import (
     AuthError,
@@ -289,7 +289,7 @@ def as_int(value: Any) -> int | None:
 def json_body(content: bytes) -> Any:
     """An HTTP body as JSON, or ``None`` when it is not JSON (a proxy's HTML page)."""
     try:
-        return json.loads(content)
+        return json_codec.loads(content)
     except (ValueError, UnicodeDecodeError):
         return None
 

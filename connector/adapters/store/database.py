@@ -22,19 +22,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from connector.adapters.store import json_columns
+from connector.core import json_codec
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for ``url`` (already normalised by the settings).
 
-    JSON columns go through :mod:`~connector.adapters.store.json_columns` (orjson).
+    JSON columns go through :mod:`~connector.core.json_codec` (orjson).
     SQLite gets WAL, foreign keys and a busy timeout so the worker and the CLI can share
     one file; file databases use no pool so each connection sees committed writes.
     """
     parsed = make_url(url)
-    kwargs.setdefault("json_serializer", json_columns.dumps)
-    kwargs.setdefault("json_deserializer", json_columns.loads)
+    kwargs.setdefault("json_serializer", json_codec.dumps)
+    kwargs.setdefault("json_deserializer", json_codec.loads)
     if parsed.get_backend_name() == "sqlite":
         _create_private(parsed.database)
         kwargs.setdefault("connect_args", {"timeout": 30})

@@ -1,11 +1,14 @@
-"""How JSON columns are written and read: orjson, with the standard library's reading as
-the fallback, so a value stores as it did with ``json`` and only faster.
+"""JSON text written and read by orjson, with the standard library's reading as the
+fallback, so a value comes out as it did with ``json``, only faster.
 
-Every window of a backfill writes one JSON merge base per record (``sync_link.base``);
-through ``json.dumps`` that was ~4 µs a record, 7 % of a SQLite apply, against ~0.3 µs
-here. The engine takes these as its ``json_serializer`` / ``json_deserializer``
-(:func:`~connector.adapters.store.database.make_engine`), so every JSON column, the
-bulk ``COPY``/``executemany`` path included, goes through them.
+Two hot paths use it. Every window of a backfill writes one JSON merge base per record
+(``sync_link.base``): through ``json.dumps`` ~4 µs a record, 7 % of a SQLite apply,
+against ~0.3 µs here; the engine takes :func:`dumps` / :func:`loads` as its
+``json_serializer`` / ``json_deserializer``
+(:func:`~connector.adapters.store.database.make_engine`), so every JSON column, the bulk
+``COPY``/``executemany`` path included, goes through them. And every portal answer (2,500
+records in a backfill request) is read by :func:`loads`
+(:func:`~connector.core.portal_answers.json_body`).
 
 What stays as ``json`` had it: a value ``json`` cannot write (a datetime, a dataclass, a
 Decimal) still raises ``TypeError``, and what orjson refuses but ``json`` takes (an
