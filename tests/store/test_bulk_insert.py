@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from connector.adapters.store.bulk_insert import BulkInsert, among
+from connector.adapters.store.bulk_insert import BulkInsert, among, among_bound, key_list
 from connector.adapters.store.database import make_engine
 from connector.adapters.store.erp_tables import LenientNumeric
 
@@ -203,5 +203,33 @@ def test_a_json_none_is_stored_as_sqlalchemys_insert_stores_it(engine: sa.Engine
                 for t in (bulk_t, plain_t)
             ]
         assert nulls[0] == nulls[1]
+    finally:
+        metadata.drop_all(engine)
+
+
+def test_a_statement_built_once_selects_each_chunk_as_in_would(engine: sa.Engine) -> None:
+    """``among_bound`` leaves the list as a parameter: one statement per form serves any
+    list of keys (numbers, texts), selecting what ``IN`` selects on every backend."""
+    metadata = sa.MetaData()
+    table, _ = twins(metadata)
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            conn.execute(table.insert(), [{"title": t} for t in "abcde"])
+            ids = conn.execute(sa.select(table.c.id).order_by(table.c.id)).scalars().all()
+            built: dict[tuple[str, str], sa.Select[Any]] = {}
+            for column, wanted, expected in (
+                ("id", [ids[0], ids[4]], [ids[0], ids[4]]),
+                ("id", [ids[2]], [ids[2]]),
+                ("title", ["b", "e", "z"], [ids[1], ids[4]]),
+            ):
+                form, listed = key_list(conn, wanted)
+                stmt = built.setdefault(
+                    (form, column),
+                    sa.select(table.c.id).where(among_bound(form, table.c[column])),
+                )
+                got = conn.execute(stmt, {"keys": listed}).scalars().all()
+                assert sorted(got) == expected, (column, wanted)
+            assert len(built) == 2  # the second list of numbers reused the first statement
     finally:
         metadata.drop_all(engine)

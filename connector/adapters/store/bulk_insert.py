@@ -33,7 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-__all__ = ["BulkInsert", "among"]
+__all__ = ["BulkInsert", "among", "among_bound", "key_list"]
 
 
 def among(conn: Connection, column: sa.ColumnElement[Any], values: Sequence[Any]) -> Any:
@@ -51,6 +51,31 @@ def among(conn: Connection, column: sa.ColumnElement[Any], values: Sequence[Any]
         each = sa.func.json_each(listed).table_valued("value")
         return column.in_(sa.select(each.c.value).scalar_subquery())
     return column.in_(values)
+
+
+def key_list(conn: Connection, values: Sequence[Any]) -> tuple[str, Any]:
+    """How ``values`` travel as the one parameter of :func:`among_bound`: its form
+    (``array``, ``json`` or ``expanding``, part of a cached statement's key) and value."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        return "array", list(values)
+    if name == "sqlite" and values and all(type(v) in _JSON_KEYS for v in values):
+        return "json", json.dumps(list(values))
+    return "expanding", list(values)
+
+
+def among_bound(form: str, column: sa.ColumnElement[Any], name: str = "keys") -> Any:
+    """:func:`among` with its list left as the parameter ``name``, so that a statement
+    built once serves every chunk (SQLAlchemy then skips building it and computing its
+    cache key: ~0.2 ms a statement on SQLite); ``form`` comes from :func:`key_list`."""
+    if form == "array":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(name, type_=ARRAY(column.type)))
+    if form == "json":
+        each = sa.func.json_each(sa.bindparam(name, type_=sa.String())).table_valued("value")
+        return column.in_(sa.select(each.c.value).scalar_subquery())
+    return column.in_(sa.bindparam(name, expanding=True))
 
 
 _NOTHING = object()

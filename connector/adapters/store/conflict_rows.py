@@ -17,12 +17,13 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Select
 
-from connector.adapters.store.bulk_insert import among
+from connector.adapters.store.bulk_insert import among_bound, key_list
 from connector.adapters.store.tables import sync_conflict, sync_outbox
 
 DELETED_FIELD = "__record__"
@@ -60,15 +61,8 @@ def erp_change_times(conn: Connection, entity: str, keys: Sequence[str]) -> dict
     """When the ERP last changed each record, from its unpushed outbox rows."""
     if not keys:
         return {}
-    rows = conn.execute(
-        sa.select(sync_outbox.c.erp_key, sa.func.max(sync_outbox.c.created_at))
-        .where(
-            sync_outbox.c.entity == entity,
-            sync_outbox.c.status.in_(["pending", "held"]),
-            among(conn, sync_outbox.c.erp_key, list(keys)),
-        )
-        .group_by(sync_outbox.c.erp_key)
-    ).all()
+    form, listed = key_list(conn, keys)
+    rows = conn.execute(_change_times(form), {"entity": entity, "keys": listed}).all()
     out: dict[str, datetime] = {}
     for key, value in rows:
         if isinstance(value, datetime):
@@ -86,16 +80,8 @@ def in_flight_sent(conn: Connection, entity: str, keys: Sequence[str]) -> dict[s
     """
     if not keys:
         return {}
-    rows = conn.execute(
-        sa.select(sync_outbox.c.erp_key, sync_outbox.c.sent)
-        .where(
-            sync_outbox.c.entity == entity,
-            sync_outbox.c.status != "done",
-            sync_outbox.c.sent.is_not(None),
-            among(conn, sync_outbox.c.erp_key, list(keys)),
-        )
-        .order_by(sync_outbox.c.id)
-    ).all()
+    form, listed = key_list(conn, keys)
+    rows = conn.execute(_in_flight(form), {"entity": entity, "keys": listed}).all()
     out: dict[str, dict[str, Any]] = {}
     for key, sent in rows:
         if isinstance(sent, str):  # a driver that hands JSON back as text
@@ -103,6 +89,33 @@ def in_flight_sent(conn: Connection, entity: str, keys: Sequence[str]) -> dict[s
         if isinstance(sent, dict):
             out.setdefault(str(key), {}).update(sent)
     return out
+
+
+@lru_cache(maxsize=8)  # built once per form (see among_bound), not once per chunk
+def _change_times(form: str) -> Select[Any]:
+    return (
+        sa.select(sync_outbox.c.erp_key, sa.func.max(sync_outbox.c.created_at))
+        .where(
+            sync_outbox.c.entity == sa.bindparam("entity"),
+            sync_outbox.c.status.in_(["pending", "held"]),
+            among_bound(form, sync_outbox.c.erp_key),
+        )
+        .group_by(sync_outbox.c.erp_key)
+    )
+
+
+@lru_cache(maxsize=8)
+def _in_flight(form: str) -> Select[Any]:
+    return (
+        sa.select(sync_outbox.c.erp_key, sync_outbox.c.sent)
+        .where(
+            sync_outbox.c.entity == sa.bindparam("entity"),
+            sync_outbox.c.status != "done",
+            sync_outbox.c.sent.is_not(None),
+            among_bound(form, sync_outbox.c.erp_key),
+        )
+        .order_by(sync_outbox.c.id)
+    )
 
 
 def new_conflict(
