@@ -124,8 +124,11 @@ class WorkLoops:
                     self.stats.totals.add(batch)
                     if not batch.records:
                         break
+                started = time.monotonic()
                 async with self.turns:
                     flushed = await self.drainer.flush()  # a stop before the queue ran empty
+                    if flushed.records:  # the batch reserved ahead, applied on the way out
+                        count_drain(self.metrics, flushed, time.monotonic() - started)
                     self.stats.totals.add(flushed)
                     self.stats.totals.add(await self.holds.settle())
                 self.stats.drains += 1
