@@ -3,7 +3,7 @@ the next batch ahead; crashes, failures and lost answers around that lose nothin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -11,15 +11,12 @@ import sqlalchemy as sa
 
 from connector.core.batch_commands import Command, CommandOutcome
 from connector.errors import AmbiguousError
-from tests.service.drain_harness import Bench, Crash, make_bench
+from tests.service.drain_harness import Bench, Crash
 
 
 @pytest.fixture
-async def bench(schema_db_url: str) -> AsyncIterator[Bench]:
-    b = await make_bench(schema_db_url)
-    yield b
-    await b.http.aclose()
-    b.engine.dispose()
+def bench(schema_bench: Bench) -> Bench:
+    return schema_bench  # the shared schema: these tests do not build it
 
 
 def add_companies(bench: Bench, count: int) -> list[int]:

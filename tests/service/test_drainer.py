@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from tests.service.drain_harness import Bench, Crash, make_bench
+from tests.service.drain_harness import Bench, Crash
 
 
 @pytest.fixture
-async def bench(schema_db_url: str) -> AsyncIterator[Bench]:
-    b = await make_bench(schema_db_url)
-    yield b
-    await b.http.aclose()
-    b.engine.dispose()
+def bench(schema_bench: Bench) -> Bench:
+    return schema_bench  # the shared schema: these tests do not build it
 
 
 def add_company(bench: Bench, title: str, **extra: Any) -> int:

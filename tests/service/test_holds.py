@@ -4,7 +4,6 @@ a delete during a conflict joins it, orphaned holds are released — against the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,15 +16,12 @@ from connector.service.holds import Holds
 from connector.service.pusher import Pusher
 from connector.service.resolution import Resolution
 from connector.service.resolver import Resolver
-from tests.service.drain_harness import CONNECTOR, Bench, make_bench
+from tests.service.drain_harness import CONNECTOR, Bench
 
 
 @pytest.fixture
-async def bench(schema_db_url: str) -> AsyncIterator[Bench]:
-    b = await make_bench(schema_db_url)
-    yield b
-    await b.http.aclose()
-    b.engine.dispose()
+def bench(schema_bench: Bench) -> Bench:
+    return schema_bench  # the shared schema: these tests do not build it
 
 
 def _drainer(bench: Bench, mappings: MappingSet | None = None) -> Drainer:

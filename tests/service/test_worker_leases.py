@@ -4,7 +4,6 @@ dead one's is, orphans are claimed once, and a lost ``get`` answer is recovered 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -32,7 +31,6 @@ from tests.service.drain_harness import (
     Bench,
     Crash,
     StaticToken,
-    make_bench,
 )
 from tests.service.test_worker import WorkerEnv, built, eventually, served, titles, worker_env
 
@@ -40,11 +38,8 @@ __all__ = ["served", "worker_env"]  # fixtures used here
 
 
 @pytest.fixture
-async def bench(schema_db_url: str) -> AsyncIterator[Bench]:
-    b = await make_bench(schema_db_url)
-    yield b
-    await b.http.aclose()
-    b.engine.dispose()
+def bench(schema_bench: Bench) -> Bench:
+    return schema_bench  # the shared schema: these tests do not build it
 
 
 def drainer_of(bench: Bench, registry: WorkerRegistry, crash_at: str | None = None) -> Drainer:
