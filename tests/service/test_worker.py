@@ -104,7 +104,9 @@ async def test_without_push_the_safety_poll_drains(worker_env: WorkerEnv) -> Non
     worker = built(client, http, engine, poll_interval=0.2, listen=False)
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(worker.ready.wait(), 15)
-    await eventually(lambda: worker.stats.drains >= 1)  # the start-up wake is spent
+    # the start-up wake is spent and no drain is under way (a wake counted but not yet
+    # drained would pick the change up without a later wake): captured in the same step
+    await eventually(lambda: 1 <= worker.stats.drains == worker.stats.wakes)
     wakes = worker.stats.wakes
     emulator.ui_add("crm.company", {"TITLE": "Polled"})
     await eventually(lambda: titles(engine) == ["Polled"])
