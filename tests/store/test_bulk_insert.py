@@ -90,6 +90,35 @@ def test_rows_land_as_sqlalchemys_insert_writes_them(engine: sa.Engine) -> None:
         metadata.drop_all(engine)
 
 
+def test_rows_from_a_generator_land_as_a_lists_would_and_a_failing_one_writes_nothing(
+    engine: sa.Engine,
+) -> None:
+    """``rows`` may be a generator (the apply builds each link's base while COPY sends the
+    rows before it): every row lands, in order; a generator that raises part-way leaves
+    no row once its transaction rolls back."""
+    metadata = sa.MetaData()
+    bulk_t, _ = twins(metadata)
+    metadata.create_all(engine)
+    try:
+        titles = [f"row {n}" for n in range(1200)]  # more than one COPY buffer
+        with engine.begin() as conn:
+            BulkInsert().rows(conn, bulk_t, ({"title": t, "n": len(t)} for t in titles))
+
+        def failing() -> Iterator[dict[str, Any]]:
+            for n in range(900):
+                if n == 800:
+                    raise ValueError("a record that does not convert")
+                yield {"title": f"late {n}", "n": n}
+
+        with pytest.raises(ValueError, match="does not convert"), engine.begin() as conn:
+            BulkInsert().rows(conn, bulk_t, failing())
+        with engine.connect() as conn:
+            got = conn.execute(sa.select(bulk_t.c.title).order_by(bulk_t.c.id)).scalars().all()
+        assert got == titles
+    finally:
+        metadata.drop_all(engine)
+
+
 @pytest.mark.backends("postgresql")
 def test_reserved_keys_come_from_the_sequence_so_the_erps_next_insert_does_not_collide(
     engine: sa.Engine,

@@ -25,8 +25,9 @@ A key column without a sequence, or ``GENERATED ALWAYS``, gets ``None`` from
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -124,17 +125,22 @@ class BulkInsert:
             self._sequences[known] = str(row[0]) if usable and row is not None else None
         return self._sequences[known]
 
-    def rows(self, conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert ``rows`` (each with the same keys, as ``executemany`` wants them)."""
-        if not rows:
+    def rows(self, conn: Connection, table: sa.Table, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Insert ``rows`` (each with the same keys, as ``executemany`` wants them).
+
+        ``rows`` may be a generator: on PostgreSQL each row is made as ``COPY`` sends the
+        one before, so the work that builds the rows runs while the server writes them."""
+        stream = iter(rows)
+        first = next(stream, None)
+        if first is None:
             return
-        columns = list(rows[0])
+        columns = list(first)
         dialect = conn.dialect
         processors = [
             table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns
         ]
         pick = itemgetter(*columns)
-        plain = [pick(row) for row in rows] if len(columns) > 1 else [(pick(r),) for r in rows]
+        single = len(columns) == 1
         converted = [(i, p) for i, p in enumerate(processors) if p is not None]
         # JSON keeps None as JSON null unless the column says otherwise, as INSERT does
         json_null = {
@@ -142,28 +148,33 @@ class BulkInsert:
             for i, c in enumerate(columns)
             if isinstance(kind := table.c[c].type, sa.JSON) and not kind.none_as_null
         }
-        if converted:  # only the columns whose type has a processor pay for one
-            # per column the last value and its conversion: a value shared by every row
-            # (the window's ``updated_at``) is converted once, not once per row
-            last: list[tuple[Any, Any]] = [(_NOTHING, None)] * len(columns)
-            for n, values in enumerate(plain):
-                fixed = list(values)
-                for i, p in converted:
-                    value = fixed[i]
-                    if value is None and i not in json_null:
-                        continue
-                    seen, out = last[i]
-                    if value is not seen:
-                        out = p(value)
-                        last[i] = (value, out)
-                    fixed[i] = out
-                plain[n] = tuple(fixed)
+        # per column the last value and its conversion: a value shared by every row (the
+        # window's ``updated_at``) is converted once, not once per row
+        last: list[tuple[Any, Any]] = [(_NOTHING, None)] * len(columns)
+
+        def plain(row: Mapping[str, Any]) -> tuple[Any, ...]:
+            values = (pick(row),) if single else pick(row)
+            if not converted:  # only the columns whose type has a processor pay for one
+                return values
+            fixed = list(values)
+            for i, p in converted:
+                value = fixed[i]
+                if value is None and i not in json_null:
+                    continue
+                seen, out = last[i]
+                if value is not seen:
+                    out = p(value)
+                    last[i] = (value, out)
+                fixed[i] = out
+            return tuple(fixed)
+
+        tuples = map(plain, itertools.chain((first,), stream))
         quote = dialect.identifier_preparer.quote
         names = ", ".join(quote(c) for c in columns)
         if not self.enabled(conn):
             marks = ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * len(columns))
             conn.exec_driver_sql(
-                f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})", plain
+                f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})", list(tuples)
             )
             return
         sql = f"COPY {quote(table.name)} ({names}) FROM STDIN"
@@ -171,7 +182,7 @@ class BulkInsert:
         assert dbapi is not None
         try:
             with dbapi.cursor() as cursor, cursor.copy(sql) as copy:
-                for values in plain:
+                for values in tuples:
                     copy.write_row(values)
         except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy raises it for INSERT
             gone = dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)

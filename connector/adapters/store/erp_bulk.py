@@ -313,7 +313,7 @@ def _apply_chunk(
         writer.bulk.rows(conn, t, added)
 
     # --- conflicts and links -----------------------------------------------------------
-    link_new: list[dict[str, Any]] = []
+    link_new: list[tuple[_Upsert, Any, MergeResult, str]] = []
     link_upd: list[dict[str, Any]] = []
     for up, link, _row, base, result in plans:
         done = outcomes[up.index]
@@ -321,7 +321,6 @@ def _apply_chunk(
         erp_key = str(erp_keys[up.b24_id])
         done.erp_key = erp_key
         done.pending_push = dict(result.to_portal)
-        agreed = new_base(m, base, result)
         if result.has_conflict:
             done.action = "conflict"
             done.conflicts = sorted(result.conflicts)
@@ -343,17 +342,10 @@ def _apply_chunk(
                 assert inserted is not None
                 done.conflict_id = int(inserted[0])
         if link is None:
-            link_new.append(
-                {
-                    "entity": m.entity,
-                    "b24_id": up.b24_id,
-                    "erp_key": erp_key,
-                    "base": agreed,
-                    "deleted": False,
-                    "updated_at": now,
-                }
-            )
-        elif link["base"] != agreed or link["erp_key"] != erp_key or link["deleted"]:
+            link_new.append((up, base, result, erp_key))
+            continue
+        agreed = new_base(m, base, result)
+        if link["base"] != agreed or link["erp_key"] != erp_key or link["deleted"]:
             link_upd.append({"_id": link["id"], "_b": agreed, "_k": erp_key})
     for upd in conflict_upd:  # rare: one statement each keeps the shapes simple
         conn.execute(
@@ -362,8 +354,23 @@ def _apply_chunk(
             .values(**{k: v for k, v in upd.items() if k != "_id"})
         )
     if link_new:
-        drop_dead_links(conn, m.entity, {str(n["erp_key"]) for n in link_new})
-        writer.bulk.rows(conn, sync_link, link_new)
+        drop_dead_links(conn, m.entity, {new[3] for new in link_new})
+        # a generator: each base is built while COPY sends the rows before it
+        writer.bulk.rows(
+            conn,
+            sync_link,
+            (
+                {
+                    "entity": m.entity,
+                    "b24_id": up.b24_id,
+                    "erp_key": erp_key,
+                    "base": new_base(m, base, result),
+                    "deleted": False,
+                    "updated_at": now,
+                }
+                for up, base, result, erp_key in link_new
+            ),
+        )
     if link_upd:
         conn.execute(
             sync_link.update()
