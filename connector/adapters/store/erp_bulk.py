@@ -2,8 +2,9 @@
 
 :func:`apply_many` gives the same result as calling :meth:`ErpWriter.apply` for each item
 in order, but preloads links, ERP rows, child rows and open conflicts for a chunk of up to
-:data:`CHUNK` ids in one query each, merges in Python, and writes with grouped
-``executemany`` statements. Rules:
+:data:`CHUNK` ids in one query each, merges in Python (``erp_plan``) and writes with
+grouped statements: ``COPY`` or ``executemany`` for new rows (the links' from a generator,
+so that on PostgreSQL each base is built while the rows before it are written). Rules:
 
 * the same entity id twice: the first item wins (it applies the current state once); the
   later ones get the outcome ``skipped``;
@@ -13,9 +14,9 @@ in order, but preloads links, ERP rows, child rows and open conflicts for a chun
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from itertools import groupby
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -23,31 +24,18 @@ from sqlalchemy import Connection, Table
 
 from connector.adapters.store.apply_outcome import ApplyOutcome
 from connector.adapters.store.bulk_insert import BulkInsert, among
-from connector.adapters.store.conflict_rows import (
-    SideTimes,
-    conflict_update,
-    new_conflict,
-    portal_time,
-)
+from connector.adapters.store.conflict_rows import conflict_update, new_conflict
 from connector.adapters.store.dead_links import drop_dead_links
 from connector.adapters.store.erp_deletes import apply_deletes
+from connector.adapters.store.erp_plan import ChunkPlan, Item, Upsert, erp_values
 from connector.adapters.store.erp_preload import preload
 from connector.adapters.store.erp_tables import MULTI_OWNER, MULTI_TYPE, MULTI_VALUE, MULTI_VALUE_ID
-from connector.adapters.store.record_forms import (
-    conflict_fields,
-    db_value,
-    multi_key,
-    new_base,
-    portal_side,
-    stored_base,
-)
+from connector.adapters.store.record_forms import conflict_fields, new_base
 from connector.adapters.store.table_stats import TableStats
 from connector.adapters.store.tables import sync_conflict, sync_link
-from connector.core.field_values import erp_canonical
-from connector.core.mapping_model import DeletePolicy, EntityMapping
-from connector.core.merge import FieldRule, MergeResult, merge_record
-from connector.core.multi_merge import ErpValue, child_ops, wanted_from
-from connector.errors import RecordError
+from connector.core.mapping_model import EntityMapping
+from connector.core.merge import MergeResult
+from connector.core.multi_merge import child_ops, wanted_from
 
 
 class Writer(Protocol):
@@ -61,36 +49,7 @@ class Writer(Protocol):
 
 
 CHUNK = 500
-_UNSET = object()
-Item = tuple[int, Mapping[str, Any] | None, str | None]
-
-
-@dataclass
-class _Upsert:
-    index: int
-    b24_id: int
-    message_id: str | None
-    portal_side: dict[str, Any]
-    times: SideTimes
-
-
-def _runs(rows: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Consecutive rows with the same keys: one ``executemany`` each, order kept."""
-    run: list[dict[str, Any]] = []
-    for row in rows:
-        if run and set(run[0]) != set(row):
-            yield run
-            run = []
-        run.append(row)
-    if run:
-        yield run
-
-
-def _erp_values(rows: Sequence[Any]) -> list[ErpValue]:
-    """Child rows ``(id, owner, value ID, type, value)`` as the merge sees them."""
-    return [
-        ErpValue(int(r[0]), None if r[2] is None else int(r[2]), (r[3] or "", r[4])) for r in rows
-    ]
+__all__ = ["CHUNK", "Item", "Writer", "apply_many"]
 
 
 def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -138,8 +97,7 @@ def _apply_chunk(
     parent = writer.table(m.table)
     ids = [items[i][0] for i in chunk]
     known = preload(conn, m, parent, [writer.table(mf.table) for mf in m.multifields], ids)
-    links, rows, children = known.links, known.rows, known.children
-    open_conflicts, erp_times = known.open_conflicts, known.erp_times
+    children, open_conflicts = known.children, known.open_conflicts
     conflict_upd: list[dict[str, Any]] = []
 
     # --- deletes ---------------------------------------------------------------------
@@ -150,103 +108,25 @@ def _apply_chunk(
         outcomes[i] = outcome
     conflict_upd += held
 
-    # --- convert ---------------------------------------------------------------------
-    rules = {fm.portal: FieldRule(fm.direction, fm.conflict) for fm in m.fields}
-    rules |= {mf.portal: FieldRule(mf.direction, mf.conflict) for mf in m.multifields}
-    plans: list[tuple[_Upsert, Any, Any, dict[str, Any] | None, MergeResult]] = []
-    for i in chunk:
-        b24_id, record, message_id = items[i]
-        if record is None:
-            continue
-        link = links.get(b24_id)
-        try:
-            side = portal_side(m, b24_id, record)
-            base = stored_base(m, link["base"] if link else None)
-        except RecordError as err:
-            outcomes[i] = ApplyOutcome(m.entity, b24_id, "error", error=err)
-            continue
-        row = rows.get(b24_id)
-        try:
-            erp_plain = (
-                {
-                    fm.portal: erp_canonical(
-                        fm, row[fm.column], entity=m.entity, record_id=row[m.key]
-                    )
-                    for fm in m.fields
-                }
-                if row is not None
-                else None
-            )
-        except RecordError as err:
-            outcomes[i] = ApplyOutcome(m.entity, b24_id, "error", error=err)
-            continue
-        portal_cmp = {k: (multi_key(v) if isinstance(v, dict) else v) for k, v in side.items()}
-        sent = known.sent.get(str(row[m.key])) if row is not None and base is not None else None
-        if sent and base is not None:  # what an interrupted push sent is our own write
-            ours = stored_base(m, sent) or {}
-            base = base | {c: v for c, v in ours.items() if portal_cmp.get(c, _UNSET) == v}
-        erp_cmp: dict[str, Any] | None = None
-        multi: dict[str, Any] = {}
-        if row is not None:
-            erp_cmp = dict(erp_plain or {})
-            for mf in m.multifields:
-                existing = _erp_values(children[mf.table].get(row[m.key], []))
-                erp_cmp[mf.portal] = tuple(sorted(v.pair for v in existing))
-                multi[mf.portal] = (side.get(mf.portal) or {}, existing)
-        times = SideTimes(
-            portal_time(record), erp_times.get(str(row[m.key])) if row is not None else None
-        )
-        result = merge_record(
-            rules,
-            base,
-            portal_cmp,
-            erp_cmp,
-            portal_modified=times.portal,
-            erp_modified=times.erp,
-            skew=writer.skew,
-            multi=multi,
-        )
-        plans.append((_Upsert(i, b24_id, message_id, side, times), link, row, base, result))
-
-    # --- parent rows -----------------------------------------------------------------
-    new_rows: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    erp_keys: dict[int, Any] = {}
-    naive_times = conn.dialect.name != "postgresql"  # db_value's test, once per chunk
-    for up, _link, row, _base, result in plans:
-        to_erp = result.to_erp
-        values = {
-            fm.column: (
-                db_value(conn, value)
-                if naive_times and isinstance(value := to_erp[fm.portal], datetime)
-                else to_erp[fm.portal]
-            )
-            for fm in m.fields
-            if fm.portal in to_erp
-        }
-        if (
-            row is not None
-            and m.delete_policy is DeletePolicy.MARK
-            and row.get(m.deleted_column) is not None
-        ):
-            values[m.deleted_column] = None
-        outcome = ApplyOutcome(m.entity, up.b24_id, "unchanged")
-        if row is None:
-            new_rows.append({m.b24_id_column: up.b24_id, **values})
-            outcome.action = "inserted"
-        else:
-            erp_keys[up.b24_id] = row[m.key]
-            if values:
-                updates.append({"_key": row[m.key], **values})
-                outcome.action = "updated"
-        outcomes[up.index] = outcome
+    # --- convert, merge, parent rows ---------------------------------------------------
+    plan = ChunkPlan(
+        m,
+        items,
+        chunk,
+        known,
+        outcomes,
+        skew=writer.skew,
+        naive_times=conn.dialect.name != "postgresql",  # db_value's test, once per chunk
+    )
+    new_rows = plan.merge()
+    plans, updates, erp_keys = plan.plans, plan.updates, plan.erp_keys
     reserved = writer.bulk.reserve_keys(conn, parent, m.key, len(new_rows))
     if reserved is not None:  # PostgreSQL: the keys are known before the rows are written
         for new, key in zip(new_rows, reserved, strict=True):
             new[m.key] = key
             erp_keys[new[m.b24_id_column]] = key
-    for run in _runs(new_rows):
-        writer.bulk.rows(conn, parent, run)
+    for _columns, shaped in groupby(new_rows, key=dict.keys):  # one COPY per shape, in order
+        writer.bulk.rows(conn, parent, shaped)
     writer.table_stats.inserted(
         conn, [m.table, "sync_link", *(mf.table for mf in m.multifields)], len(new_rows)
     )
@@ -290,7 +170,7 @@ def _apply_chunk(
                 new_values = wanted.items()
             else:
                 existing_rows = children[mf.table].get(owner, [])
-                ops = child_ops(_erp_values(existing_rows), wanted, keep)
+                ops = child_ops(erp_values(existing_rows), wanted, keep)
                 gone += ops.gone
                 changed += [{"_id": rid, "_t": t, "_v": v} for rid, (t, v) in ops.changed]
                 new_values = ops.added
@@ -313,7 +193,7 @@ def _apply_chunk(
         writer.bulk.rows(conn, t, added)
 
     # --- conflicts and links -----------------------------------------------------------
-    link_new: list[tuple[_Upsert, Any, MergeResult, str]] = []
+    link_new: list[tuple[Upsert, Any, MergeResult, str]] = []
     link_upd: list[dict[str, Any]] = []
     for up, link, _row, base, result in plans:
         done = outcomes[up.index]

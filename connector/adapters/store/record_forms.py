@@ -37,6 +37,7 @@ __all__ = [
     "json_safe_deep",
     "multi_from_portal",
     "multi_key",
+    "naive_utc",
     "new_base",
     "portal_side",
     "stored_base",
@@ -78,8 +79,13 @@ def json_safe_deep(value: Any) -> Any:
 
 def db_value(conn: Connection, value: Any) -> Any:
     if isinstance(value, datetime) and conn.dialect.name != "postgresql":
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return naive_utc(value)
     return value
+
+
+def naive_utc(value: datetime) -> datetime:
+    """An aware time as SQLite and MariaDB store it: UTC, without a zone."""
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def portal_side(m: EntityMapping, b24_id: int, record: Mapping[str, Any]) -> dict[str, Any]:
