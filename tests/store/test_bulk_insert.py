@@ -100,7 +100,8 @@ def test_rows_from_a_generator_land_as_a_lists_would_and_a_failing_one_writes_no
     bulk_t, _ = twins(metadata)
     metadata.create_all(engine)
     try:
-        titles = [f"row {n}" for n in range(1200)]  # more than one COPY buffer
+        pad = "x" * 80  # ~90 bytes a row: 1,200 rows are several of psycopg's 32 KB pieces
+        titles = [f"row {n} {pad}" for n in range(1200)]
         with engine.begin() as conn:
             BulkInsert().rows(conn, bulk_t, ({"title": t, "n": len(t)} for t in titles))
 
@@ -108,7 +109,7 @@ def test_rows_from_a_generator_land_as_a_lists_would_and_a_failing_one_writes_no
             for n in range(900):
                 if n == 800:
                     raise ValueError("a record that does not convert")
-                yield {"title": f"late {n}", "n": n}
+                yield {"title": f"late {n} {pad}", "n": n}  # ~70 KB sent before it fails
 
         with pytest.raises(ValueError, match="does not convert"), engine.begin() as conn:
             BulkInsert().rows(conn, bulk_t, failing())
